@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make run   -> set up .venv, train briefly on the built-in corpus, print samples, export
+#   make test  -> set up .venv, run the test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODEL_DIR ?= runs/python-docs
+EPOCHS ?= 6
+STEPS ?= 150
+
+.PHONY: run test bench install clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/keras-textgen train --corpus python-docs --out $(MODEL_DIR) --epochs $(EPOCHS) --steps-per-epoch $(STEPS) --seed 1
+	$(BIN)/keras-textgen generate --model $(MODEL_DIR) --prompt "def " --prompt "The " --max-length 200 --temperature 0.5 --seed 7
+	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format saved_model --name python-docs
+	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format tflite --name python-docs
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) runs saved_models/*/ saved_models/*.tflite saved_models/*.json

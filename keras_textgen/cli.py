@@ -1,0 +1,186 @@
+"""The `keras-textgen` command line: train, generate, evaluate, info, export.
+
+Bad input prints one line, `keras-textgen: error: ...`, and exits with code 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_USAGE = 2
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _add_corpus_args(p, required=True):
+    p.add_argument("--corpus", required=required, metavar="SOURCE",
+                   help="python-docs, a .txt/.csv/.tsv/.jsonl file, or tfds:NAME[:FEATURE]")
+    p.add_argument("--column", help="text column(s) of a CSV/TSV/JSONL file, comma-separated (joined by a space)")
+    p.add_argument("--mode", choices=("lines", "chunks"), help="one example per line, or windows of a long text")
+    p.add_argument("--data-dir", help="TensorFlow Datasets data_dir (prepared datasets)")
+    p.add_argument("--manual-dir", help="TensorFlow Datasets manual_dir (source files, for offline use)")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-textgen", description="Train LSTM text generators from tf.data and ship them.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model on a corpus", description="Train a model on a corpus.")
+    _add_corpus_args(p)
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where the model, vocabulary and history go")
+    p.add_argument("--level", choices=("char", "word"), default="char")
+    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--steps-per-epoch", type=_positive_int, help="batches per epoch (default: one pass)")
+    p.add_argument("--validation-steps", type=_positive_int, help="validation batches (default: all)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--seq-len", type=_positive_int, default=100, help="window length in chunks mode")
+    p.add_argument("--units", type=_positive_int, default=256)
+    p.add_argument("--layers", type=_positive_int, default=2)
+    p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    p.add_argument("--embedding-dim", type=_positive_int, help="use an embedding of this width (default: one-hot)")
+    p.add_argument("--dropout", type=_number, default=0.0)
+    p.add_argument("--learning-rate", type=_number, default=3e-3)
+    p.add_argument("--max-tokens", type=_positive_int, help="vocabulary size cap (word level)")
+    p.add_argument("--min-frequency", type=_positive_int, default=1, help="drop rarer tokens (word level)")
+    p.add_argument("--lowercase", action="store_true")
+    p.add_argument("--seed", type=int, help="seed for reproducible runs")
+    p.add_argument("--backup-every", type=_positive_int, default=50, help="BackupAndRestore every N steps")
+    p.add_argument("--sample-prompt", action="append", dest="sample_prompts",
+                   help="prompt for the samples printed each epoch (repeatable)")
+    p.add_argument("--strategy", choices=("mirrored", "multi-worker"), help="tf.distribute strategy")
+    p.add_argument("--force", action="store_true", help="replace a finished model in MODEL_DIR")
+
+    p = sub.add_parser("generate", help="generate text from a trained model",
+                       description="Print one continuation per prompt.")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--prompt", action="append", required=True, help="a prompt (repeatable)")
+    p.add_argument("--max-length", type=int, default=200)
+    p.add_argument("--temperature", type=_number, default=1.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=_number, default=1.0, help="1 = off")
+    p.add_argument("--seed", type=int, help="the same seed prints the same text")
+    p.add_argument("--json", action="store_true", help="print a JSON list of continuations")
+
+    p = sub.add_parser("evaluate", help="validation loss of a model on a corpus",
+                       description="Print validation loss in nats and bits per token.")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    _add_corpus_args(p)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+
+    p = sub.add_parser("info", help="describe a trained model", description="Vocabulary, layers, history.")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    return parser
+
+
+def cmd_train(args):
+    from keras_textgen import training
+
+    config = training.TrainConfig(
+        corpus=args.corpus, level=args.level, mode=args.mode, column=args.column, data_dir=args.data_dir,
+        manual_dir=args.manual_dir, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        validation_steps=args.validation_steps, batch_size=args.batch_size, seq_len=args.seq_len,
+        units=args.units, layers=args.layers, cell=args.cell, embedding_dim=args.embedding_dim,
+        dropout=args.dropout, learning_rate=args.learning_rate, max_tokens=args.max_tokens,
+        min_frequency=args.min_frequency, lowercase=args.lowercase, seed=args.seed,
+        backup_every=args.backup_every, sample_prompts=tuple(args.sample_prompts or ("",)),
+        strategy=args.strategy, force=args.force)
+    _, _, history = training.train(config, args.out, verbose=2 if os.environ.get("CI") else "auto")
+    if history.get("val_loss"):
+        print(f"Saved {args.out}: validation loss {history['val_loss'][-1]:.4f} nats = "
+              f"{history['val_bits_per_token'][-1]:.3f} bits per {args.level}")
+    return 0
+
+
+def cmd_generate(args):
+    from keras_textgen import artifacts, generation
+
+    model, vocab, _ = artifacts.load_model_dir(args.model, compile=False)
+    texts = generation.generate(model, vocab, args.prompt, max_length=args.max_length,
+                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    if args.json:
+        print(json.dumps(texts, ensure_ascii=False))
+        return 0
+    for i, (prompt, text) in enumerate(zip(args.prompt, texts)):
+        if i:
+            print("-" * 40)
+        print(prompt + text)
+    return 0
+
+
+def cmd_evaluate(args):
+    from keras_textgen import artifacts, corpus as corpus_lib, data, model as model_lib
+
+    model, vocab, config = artifacts.load_model_dir(args.model)
+    corpus = corpus_lib.load(args.corpus, mode=args.mode or config.get("mode"), column=args.column,
+                             data_dir=args.data_dir, manual_dir=args.manual_dir)
+    ds = data.make_dataset(corpus.validation, vocab, mode=corpus.mode, batch_size=args.batch_size,
+                           seq_len=config.get("seq_len", 100), shuffle=False)
+    loss = model.evaluate(ds, verbose=0, return_dict=True)["loss"]
+    unit = "char" if vocab.level == "char" else "word"
+    print(f"validation loss: {loss:.4f} nats/{unit}, {model_lib.bits(loss):.4f} bits/{unit}"
+          + ("" if unit == "char" else f", perplexity {2.718281828459045 ** loss:.2f}"))
+    return 0
+
+
+def cmd_info(args):
+    from keras_textgen import artifacts, model as model_lib
+
+    model, vocab, config = artifacts.load_model_dir(args.model, compile=False)
+    history = artifacts.load_json(args.model, artifacts.HISTORY_FILE, default={})
+    layers = ", ".join(f"{type(layer).__name__}({getattr(layer, 'units', '')})".replace("()", "")
+                       for layer in model.layers)
+    print(f"model:       {os.path.abspath(args.model)}")
+    print(f"vocabulary:  {vocab.size} ids ({vocab.level} level; pad=0, OOV=1, EOS=2)")
+    print(f"layers:      {layers}")
+    print(f"parameters:  {model.count_params():,}")
+    if config:
+        print(f"trained on:  {config.get('corpus')} ({config.get('mode')} mode), "
+              f"batch {config.get('batch_size')}, seed {config.get('seed')}")
+    if history.get("epoch"):
+        print("history:     epoch  loss(bits)  val_loss(bits)")
+        for i, epoch in enumerate(history["epoch"]):
+            train_bits = model_lib.bits(history["loss"][i]) if "loss" in history else float("nan")
+            val = history.get("val_loss")
+            val_bits = model_lib.bits(val[i]) if val else float("nan")
+            print(f"             {epoch:5d}  {train_bits:10.4f}  {val_bits:14.4f}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "info": cmd_info}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from keras_textgen import errors
+
+    try:
+        return COMMANDS[args.command](args)
+    except errors.KerasTextgenError as e:
+        print(f"keras-textgen: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("keras-textgen: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Loading text corpora into `tf.data` datasets of strings, with a train/validation split.
+
+Sources (the `source` string of `load` and of `keras-textgen --corpus`):
+
+* `"python-docs"`: the standard library's `pydoc_data.topics` text, present
+  with every CPython, so examples and tests run offline.
+* a file path: `.txt` (or any other extension) is plain text; `.csv`,
+  `.tsv` and `.jsonl` need `column=` (one name or several, joined by a space).
+* `"tfds:NAME[:FEATURE]"`: a TensorFlow Datasets dataset, e.g.
+  `"tfds:ag_news_subset:title"` or `"tfds:tiny_shakespeare"`.
+
+Modes: `"lines"` makes each non-blank line (or row) one example, like news
+titles; `"chunks"` keeps documents whole so `make_dataset` can cut them into
+fixed-length windows, as long texts (plays, books) need.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import re
+
+import tensorflow as tf
+
+from keras_textgen import errors
+
+MODES = ("lines", "chunks")
+BUILTIN = "python-docs"
+TABULAR = {".csv": ",", ".tsv": "\t"}
+# Default feature and mode of TFDS datasets this package knows well.
+TFDS_DEFAULTS = {
+    "ag_news_subset": ("title", "lines"),
+    "tiny_shakespeare": ("text", "chunks"),
+}
+NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+@dataclasses.dataclass
+class Corpus:
+    """A loaded corpus: string datasets for training and validation.
+
+    Attributes:
+        name: a short name for the source (used to name exports).
+        mode: `"lines"` (one example per element) or `"chunks"` (documents).
+        train: `tf.data.Dataset` of scalar `tf.string`.
+        validation: `tf.data.Dataset` of scalar `tf.string`.
+        source: the source string it was loaded from.
+    """
+
+    name: str
+    mode: str
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    source: str = ""
+
+
+def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_dir=None, manual_dir=None):
+    """Loads a corpus and splits it into train and validation texts.
+
+    Args:
+        source: `"python-docs"`, a file path, or `"tfds:NAME[:FEATURE]"`.
+        mode: `"lines"` or `"chunks"`; `None` picks the source's natural mode
+            (chunks for python-docs and tiny_shakespeare, lines otherwise).
+        column: for CSV/TSV/JSONL files, the text column, or a list of
+            columns (or a comma-separated string) joined with a space.
+        validation_fraction: share held out for validation when the source
+            has no validation split of its own. The split is deterministic:
+            every k-th line (lines mode) or the end of the text (chunks mode).
+        data_dir: TFDS data directory (where prepared datasets live).
+        manual_dir: TFDS manual download directory, e.g. a folder holding
+            `tiny_shakespeare`'s `input.txt`, to load without network.
+
+    Returns:
+        A `Corpus`.
+
+    Example:
+
+    >>> corpus = load("python-docs", mode="lines")
+    >>> next(iter(corpus.train)).dtype
+    tf.string
+    """
+    if mode is not None and mode not in MODES:
+        raise errors.ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    if not 0.0 < validation_fraction < 1.0:
+        raise errors.ConfigError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    source = os.fspath(source)
+    if source == BUILTIN:
+        import pydoc_data.topics
+
+        text = "\n\n".join(pydoc_data.topics.topics[k] for k in sorted(pydoc_data.topics.topics))
+        return _from_documents(BUILTIN, source, [text], mode or "chunks", validation_fraction)
+    if source.startswith("tfds:"):
+        return _load_tfds(source, mode, validation_fraction, data_dir, manual_dir)
+    return _load_file(source, mode or "lines", column, validation_fraction)
+
+
+def _from_documents(name, source, documents, mode, validation_fraction):
+    """Splits in-memory documents into train/validation string datasets."""
+    documents = [NEWLINES.sub("\n", d) for d in documents]
+    if mode == "lines":
+        lines = [line.rstrip() for d in documents for line in d.split("\n")]
+        lines = [line for line in lines if line.strip()]
+        if not lines:
+            raise errors.DataError(f"corpus {source!r} is empty: it has no non-blank lines")
+        every = max(2, round(1.0 / validation_fraction))
+        if len(lines) < 2:
+            raise errors.DataError(
+                f"corpus {source!r} has {len(lines)} non-blank line; a train/validation split needs at least 2")
+        train = [line for i, line in enumerate(lines) if i % every != every - 1]
+        validation = [line for i, line in enumerate(lines) if i % every == every - 1]
+    else:
+        text = "\n".join(d for d in documents if d.strip())
+        if not text.strip():
+            raise errors.DataError(f"corpus {source!r} is empty: it has no text")
+        cut = int(len(text) * (1.0 - validation_fraction))
+        newline = text.rfind("\n", 0, cut)
+        if newline > cut * 0.9:
+            cut = newline + 1  # split on a line boundary when one is close
+        train, validation = [text[:cut]], [text[cut:]]
+        if not train[0].strip() or not validation[0].strip():
+            raise errors.DataError(f"corpus {source!r} is too small for a train/validation split ({len(text)} chars)")
+    return Corpus(name=name, mode=mode, source=source, train=_strings(train), validation=_strings(validation))
+
+
+def _strings(texts):
+    return tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
+
+
+def _read_text(path):
+    """Reads a whole file as strict UTF-8 with clear errors."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise errors.DataError(f"corpus file not found: {path}") from None
+    except IsADirectoryError:
+        raise errors.DataError(f"corpus path is a directory, not a file: {path}") from None
+    except OSError as e:
+        raise errors.DataError(f"cannot read corpus file {path}: {e.strerror}") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise errors.DataError(f"{path} contains NUL bytes (at offset {nul}); is it a binary file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise errors.DataError(
+            f"{path} is not UTF-8 text: invalid byte 0x{data[e.start]:02x} at offset {e.start}") from None
+    return text.removeprefix("\ufeff")
+
+
+def _columns(column):
+    if column is None:
+        return None
+    if isinstance(column, str):
+        column = column.split(",")
+    columns = [c.strip() for c in column if c.strip()]
+    return columns or None
+
+
+def _load_file(path, mode, column, validation_fraction):
+    name = os.path.splitext(os.path.basename(path))[0] or "corpus"
+    ext = os.path.splitext(path)[1].lower()
+    text = _read_text(path)
+    columns = _columns(column)
+    if ext in TABULAR or ext == ".jsonl":
+        if not columns:
+            raise errors.ConfigError(f"{path} is a {ext[1:].upper()} file: name its text column with --column")
+        rows = _read_jsonl(path, text, columns) if ext == ".jsonl" else _read_table(path, text, columns, TABULAR[ext])
+        # One row is one example in lines mode; a row's own newlines become spaces.
+        rows = [" ".join(NEWLINES.split(r)) for r in rows]
+        documents = ["\n".join(rows)]
+    else:
+        if columns:
+            raise errors.ConfigError(f"--column applies to .csv/.tsv/.jsonl files, not {os.path.basename(path)}")
+        documents = [text]
+    return _from_documents(name, path, documents, mode, validation_fraction)
+
+
+def _read_table(path, text, columns, delimiter):
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = reader.fieldnames or []
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise errors.DataError(f"{path} has no column {missing[0]!r}; its columns are {header}")
+    return [" ".join((row[c] or "").strip() for c in columns if (row[c] or "").strip()) for row in reader]
+
+
+def _read_jsonl(path, text, columns):
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise errors.DataError(f"{path} line {number} is not valid JSON: {e.msg}") from None
+        if not isinstance(record, dict):
+            raise errors.DataError(f"{path} line {number} is not a JSON object")
+        missing = [c for c in columns if c not in record]
+        if missing:
+            raise errors.DataError(f"{path} line {number} has no field {missing[0]!r}; it has {sorted(record)}")
+        rows.append(" ".join(str(record[c]).strip() for c in columns if record[c] is not None and str(record[c]).strip()))
+    return rows
+
+
+def _split_lines(text):
+    """Graph op: one string -> its non-blank lines (trailing white space removed)."""
+    text = tf.strings.regex_replace(text, "\r\n?", "\n")
+    lines = tf.strings.regex_replace(tf.strings.split(text, "\n"), r"\s+$", "")
+    return tf.boolean_mask(lines, tf.strings.length(lines) > 0)
+
+
+def _load_tfds(source, mode, validation_fraction, data_dir, manual_dir):
+    parts = source.split(":")
+    if len(parts) not in (2, 3) or not parts[1]:
+        raise errors.ConfigError(f"a TFDS source is 'tfds:NAME[:FEATURE]', got {source!r}")
+    name = parts[1]
+    feature, default_mode = TFDS_DEFAULTS.get(name, (None, "lines"))
+    feature = parts[2] if len(parts) == 3 and parts[2] else feature
+    mode = mode or default_mode
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:  # pragma: no cover - it is a dependency
+        raise errors.DataError(f"tensorflow_datasets is not usable here: {e}") from None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # DatasetNotFoundError and friends
+        raise errors.DataError(f"unknown TFDS dataset {name!r} ({type(e).__name__})") from None
+    text_features = [k for k, v in builder.info.features.items() if getattr(v, "dtype", None) == tf.string]
+    if feature is None:
+        if len(text_features) != 1:
+            raise errors.ConfigError(f"name the TFDS text feature, e.g. tfds:{name}:FEATURE; text features: {text_features}")
+        feature = text_features[0]
+    if feature not in text_features:
+        raise errors.DataError(f"TFDS dataset {name!r} has no text feature {feature!r}; text features: {text_features}")
+    config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)) if manual_dir else None
+    try:
+        builder.download_and_prepare(download_config=config)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise errors.DataError(
+            f"cannot prepare TFDS dataset {name!r}: {reason}. It needs network access to download, "
+            "a prepared copy in --data-dir, or its source files in --manual-dir") from None
+    splits = list(builder.info.splits.keys())
+    val_split = next((s for s in ("validation", "test") if s in splits), None)
+    if "train" not in splits:
+        raise errors.DataError(f"TFDS dataset {name!r} has no train split (splits: {splits})")
+
+    def texts(split):
+        ds = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: ex[feature])
+        if mode == "lines":
+            ds = ds.flat_map(lambda t: tf.data.Dataset.from_tensor_slices(_split_lines(t)))
+        return ds
+
+    if val_split is None:
+        every = max(2, round(1.0 / validation_fraction))
+        full = texts("train").enumerate()
+        train = full.filter(lambda i, t: i % every != every - 1).map(lambda i, t: t)
+        validation = full.filter(lambda i, t: i % every == every - 1).map(lambda i, t: t)
+    else:
+        train, validation = texts("train"), texts(val_split)
+    return Corpus(name=name, mode=mode, source=source, train=train, validation=validation)

@@ -1,0 +1,284 @@
+"""State-carrying text generation in one `tf.function`.
+
+The prompt is run once through the recurrent cells to prime their state;
+after that every new token costs exactly one cell step (no re-run of the
+prefix). Priming and generation are `tf.while_loop`s, and sampling is
+`tf.random.stateless_categorical`, so the whole loop is a graph that exports
+to a SavedModel unchanged.
+"""
+
+import random
+import weakref
+
+import keras
+import tensorflow as tf
+
+from keras_textgen import errors
+from keras_textgen import model as model_lib
+from keras_textgen import sampling
+from keras_textgen import vocab as vocab_lib
+
+MAX_PROMPT_TOKENS = 2048
+MAX_GENERATE_TOKENS = 100_000
+
+
+class TextGenerator(tf.Module):
+    """A trained model and its vocabulary as graph functions: step, generate, score.
+
+    It reuses the model's own layers (so weights are shared, not copied):
+    `TokenEncoding`, each recurrent layer's cell and the final `Dense`.
+    This is also the module that `keras_textgen.export` saves.
+
+    Args:
+        model: a model from `build_model` (trained or not).
+        vocab: its `Vocabulary`.
+
+    Example:
+
+    >>> gen = TextGenerator(model, vocab)
+    >>> out = gen.generate(tf.constant(["Hello"]), max_length=20, temperature=0.0)
+    >>> out["text"].shape
+    TensorShape([1])
+    """
+
+    def __init__(self, model, vocab, name=None):
+        super().__init__(name=name)
+        if model.output_shape[-1] != vocab.size:
+            raise errors.ArtifactError(
+                f"the model predicts {model.output_shape[-1]} ids but the vocabulary has {vocab.size}")
+        self.model = model
+        self.level = vocab.level
+        self.lowercase = vocab.lowercase
+        self.vocab_size = vocab.size
+        self.encoding = model.get_layer("token_encoding")
+        self.recurrent = model_lib.recurrent_layers(model)
+        self.head = model.layers[-1]
+        # Lookup tables are plain TF resources built from constants, so a
+        # SavedModel carries them and any loader (TF2 or the TF1 loader used by
+        # TensorFlow Serving) initialises them with no side files.
+        self.id_to_token = tf.constant(vocab.get_vocabulary())
+        tokens = vocab.get_vocabulary()[vocab_lib.EOS_ID:]
+        self.token_to_id = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(tokens), tf.range(vocab_lib.EOS_ID, vocab.size, dtype=tf.int64)),
+            default_value=vocab_lib.OOV_ID)
+        self.state_shapes = []
+        for layer in self.recurrent:
+            n_states = 2 if isinstance(layer, keras.layers.LSTM) else 1
+            self.state_shapes.append([layer.units] * n_states)
+
+    # -- building blocks ------------------------------------------------------
+    def encode(self, texts):
+        """String `[batch]` -> ragged int32 ids (OOV for unknown tokens)."""
+        tokens = vocab_lib.tokenize(texts, self.level, self.lowercase)
+        return tf.cast(tf.ragged.map_flat_values(self.token_to_id.lookup, tokens), tf.int32)
+
+    def decode(self, ids):
+        """Int ids `[batch, T]` -> strings `[batch]`, cut at EOS."""
+        return vocab_lib.decode(ids, self.id_to_token, self.level)
+
+    def initial_state(self, batch_size):
+        """Zero states: a flat list, `[h, c]` per LSTM layer (`[h]` per GRU layer)."""
+        return [tf.zeros([batch_size, units]) for shapes in self.state_shapes for units in shapes]
+
+    def step(self, tokens, states):
+        """One token per row -> next-token logits and the new states.
+
+        Args:
+            tokens: int32 `[batch]`.
+            states: flat list of float32 `[batch, units]`, as `initial_state`.
+
+        Returns:
+            `(logits [batch, V], new_states)`.
+        """
+        x = self.encoding(tokens)
+        new_states, i = [], 0
+        for layer, shapes in zip(self.recurrent, self.state_shapes):
+            layer_states = list(states[i:i + len(shapes)])
+            i += len(shapes)
+            x, layer_new = layer.cell(x, layer_states, training=False)
+            layer_new = layer_new if isinstance(layer_new, (list, tuple)) else [layer_new]
+            new_states.extend(layer_new)
+        return self.head(x), new_states
+
+    def prime(self, ids, lengths):
+        """Runs right-padded prompt ids `[batch, T]` through the cells.
+
+        Rows stop updating their state after their own length, so prompts of
+        different lengths share one batch. Returns the logits after each
+        row's last prompt token and the states there.
+        """
+        batch = tf.shape(ids)[0]
+        steps = tf.shape(ids)[1]
+        states = self.initial_state(batch)
+        logits = tf.zeros([batch, self.vocab_size])
+
+        def body(t, logits, states):
+            step_logits, step_states = self.step(ids[:, t], states)
+            active = (t < lengths)[:, None]
+            states = [tf.where(active, new, old) for new, old in zip(step_states, states)]
+            logits = tf.where(active, step_logits, logits)
+            return t + 1, logits, states
+
+        _, logits, states = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), logits, states),
+            parallel_iterations=1)
+        return logits, states
+
+    def generate(self, prompts, max_length=100, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+        """Continues each prompt; graph code (wrap in `tf.function` for speed).
+
+        Args:
+            prompts: string `[batch]`.
+            max_length: int32 scalar, the most tokens to generate per prompt.
+            temperature: float32 scalar; 0 = greedy.
+            top_k: int32 scalar; 0 = off.
+            top_p: float32 scalar; 1.0 = off.
+            seed: int64 scalar; the same seed gives the same text.
+
+        Returns:
+            A dict: `text` string `[batch]` (the continuation, without the
+            prompt, cut at EOS), `tokens` int32 `[batch, max_length]` (0 after
+            the end) and `lengths` int32 `[batch]`.
+        """
+        prompts = tf.convert_to_tensor(prompts, tf.string)
+        max_length = tf.cast(max_length, tf.int32)
+        temperature = tf.cast(temperature, tf.float32)
+        top_k = tf.cast(top_k, tf.int32)
+        top_p = tf.cast(top_p, tf.float32)
+        seed = tf.cast(seed, tf.int64)
+        ids = self.encode(prompts)
+        checks = [
+            tf.debugging.assert_greater(max_length, 0, message="max_length must be > 0"),
+            tf.debugging.assert_less_equal(max_length, MAX_GENERATE_TOKENS,
+                                           message=f"max_length must be <= {MAX_GENERATE_TOKENS}"),
+            tf.debugging.assert_greater_equal(temperature, 0.0,
+                                              message="temperature must be >= 0 (0 = greedy), not negative or NaN"),
+            tf.debugging.assert_less(temperature, float("inf"), message="temperature must be finite"),
+            tf.debugging.assert_greater_equal(top_k, 0, message="top_k must be >= 0 (0 = off)"),
+            tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1]"),
+            tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1]"),
+            tf.debugging.assert_less_equal(tf.reduce_max(tf.concat([[0], ids.row_lengths()], 0)),
+                                           tf.cast(MAX_PROMPT_TOKENS, tf.int64),
+                                           message=f"a prompt is longer than {MAX_PROMPT_TOKENS} tokens"),
+        ]
+        with tf.control_dependencies(checks):
+            batch = tf.shape(prompts)[0]
+            eos = tf.fill([batch, 1], vocab_lib.EOS_ID)
+            primed = tf.concat([eos, ids], axis=1)
+            lengths = tf.cast(primed.row_lengths(), tf.int32)
+            logits, states = self.prime(primed.to_tensor(vocab_lib.PAD_ID), lengths)
+
+        tokens = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None]))
+        finished = tf.zeros([batch], tf.bool)
+
+        def cond(i, finished, *_):
+            return tf.logical_and(i < max_length, tf.logical_not(tf.reduce_all(finished)))
+
+        def body(i, finished, logits, states, tokens):
+            token = sampling.sample_next(logits, temperature, top_k, top_p,
+                                         seed=tf.stack([seed, tf.cast(i, tf.int64)]))
+            token = tf.where(finished, vocab_lib.PAD_ID, token)
+            tokens = tokens.write(i, token)
+            finished = tf.logical_or(finished, tf.equal(token, vocab_lib.EOS_ID))
+            logits, states = self.step(token, states)
+            return i + 1, finished, logits, states, tokens
+
+        steps, _, _, _, tokens = tf.while_loop(
+            cond, body, (tf.constant(0), finished, logits, states, tokens), parallel_iterations=1)
+        out = tf.transpose(tokens.stack())  # [batch, steps]
+        out = tf.reshape(out, [batch, steps])
+        text = self.decode(out)
+        is_text = tf.logical_and(tf.not_equal(out, vocab_lib.PAD_ID), tf.not_equal(out, vocab_lib.EOS_ID))
+        lengths = tf.reduce_sum(tf.cast(is_text, tf.int32), axis=1)
+        out = tf.pad(out, [[0, 0], [0, max_length - steps]])
+        return {"text": text, "tokens": out, "lengths": lengths}
+
+    def score(self, texts):
+        """Log-likelihood (nats) and bits per token of each text under the model.
+
+        Each text is scored as `[EOS] + tokens -> tokens + [EOS]`, exactly
+        like training in lines mode.
+
+        Returns:
+            A dict: `log_likelihood` float32 `[batch]` (sum over tokens,
+            natural log), `bits_per_char` float32 `[batch]` (per token,
+            including the final EOS; "char" for the char level), and
+            `num_tokens` int32 `[batch]`.
+        """
+        ids = self.encode(tf.convert_to_tensor(texts, tf.string))
+        batch = ids.nrows(out_type=tf.int32)
+        eos = tf.fill([batch, 1], vocab_lib.EOS_ID)
+        inputs = tf.concat([eos, ids], axis=1).to_tensor(vocab_lib.PAD_ID)
+        targets = tf.concat([ids, eos], axis=1).to_tensor(vocab_lib.PAD_ID)
+        logits = self.model(inputs, training=False)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+        real = tf.cast(tf.not_equal(targets, vocab_lib.PAD_ID), tf.float32)
+        log_likelihood = -tf.reduce_sum(nll * real, axis=1)
+        count = tf.reduce_sum(real, axis=1)
+        bits = -log_likelihood / count / tf.math.log(2.0)
+        return {"log_likelihood": log_likelihood, "bits_per_char": bits,
+                "num_tokens": tf.cast(count, tf.int32)}
+
+
+_GENERATE_SIGNATURE = (
+    tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
+    tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int64))
+_cache = weakref.WeakKeyDictionary()
+
+
+def get_generator(model, vocab):
+    """The cached `TextGenerator` of `model` with a traced `generate` function."""
+    per_model = _cache.setdefault(model, {})
+    key = tuple(vocab.get_vocabulary())
+    if key not in per_model:
+        gen = TextGenerator(model, vocab)
+        gen.generate_fn = tf.function(gen.generate, input_signature=_GENERATE_SIGNATURE)
+        per_model[key] = gen
+    return per_model[key]
+
+
+def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, top_p=1.0, seed=None,
+             sampler=None):
+    """Generates a continuation of each prompt with a trained model.
+
+    Args:
+        model: the Keras model (from `build_model`).
+        vocab: its `Vocabulary`.
+        prompts: a string, or a list of strings (one batch).
+        max_length: most tokens to generate per prompt (stops earlier at EOS).
+        temperature: 0 for greedy decoding, otherwise the softmax temperature.
+        top_k: sample only among the k most likely tokens (0 = off).
+        top_p: nucleus sampling threshold in (0, 1] (1 = off).
+        seed: an int for reproducible text; `None` draws a fresh seed.
+        sampler: optionally a `keras_textgen.samplers` object, which sets
+            `temperature`, `top_k` and `top_p` instead.
+
+    Returns:
+        The continuation (str) for a single prompt, or a list of str.
+
+    Example:
+
+    >>> generate(model, vocab, ["ROMEO:", "JULIET:"], max_length=50, temperature=0.8, top_k=20, seed=7)
+    ['...', '...']
+    """
+    if sampler is not None:
+        temperature, top_k, top_p = sampler.temperature, sampler.top_k, sampler.top_p
+    sampling.check_sampling_args(temperature, top_k, top_p)
+    if max_length is None or int(max_length) != max_length or not 0 < int(max_length) <= MAX_GENERATE_TOKENS:
+        raise errors.ConfigError(f"max_length must be an integer in [1, {MAX_GENERATE_TOKENS}], got {max_length}")
+    single = isinstance(prompts, str)
+    prompt_list = [prompts] if single else list(prompts)
+    if not prompt_list or not all(isinstance(p, str) for p in prompt_list):
+        raise errors.ConfigError("prompts must be a string or a non-empty list of strings")
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**62)
+    gen = get_generator(model, vocab)
+    try:
+        out = gen.generate_fn(tf.constant(prompt_list), tf.constant(int(max_length), tf.int32),
+                              tf.constant(float(temperature), tf.float32), tf.constant(int(top_k), tf.int32),
+                              tf.constant(float(top_p), tf.float32), tf.constant(int(seed), tf.int64))
+    except tf.errors.InvalidArgumentError as e:
+        raise errors.ConfigError(e.message.splitlines()[0]) from None
+    texts = [t.decode("utf-8", errors="replace") for t in out["text"].numpy()]
+    return texts[0] if single else texts

@@ -1,0 +1,78 @@
+"""The model: token ids -> TokenEncoding -> Masking -> LSTM/GRU stack -> Dense logits."""
+
+import math
+
+import keras
+
+from keras_textgen import errors
+from keras_textgen.layers import TokenEncoding
+
+CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+
+
+def build_model(vocab, units=256, layers=2, cell="lstm", embedding_dim=None, dropout=0.0,
+                learning_rate=3e-3, clipnorm=1.0, compile=True):
+    """Builds (and compiles) the `keras.Sequential` next-token model.
+
+    Padding is masked end to end: `TokenEncoding` maps the pad id to the zero
+    vector, `Masking` turns that into a Keras mask, the recurrent layers skip
+    masked steps (their state passes through unchanged) and the loss ignores
+    masked positions.
+
+    Args:
+        vocab: the `Vocabulary` (or its size, an int).
+        units: width of each recurrent layer.
+        layers: number of stacked recurrent layers.
+        cell: `"lstm"` or `"gru"`.
+        embedding_dim: `None` for one-hot inputs (best for characters), or the
+            width of a trainable embedding (best for words).
+        dropout: dropout rate between layers (0 turns it off).
+        learning_rate: Adam's learning rate.
+        clipnorm: gradient norm clipping for Adam (`None` turns it off).
+        compile: compile with sparse categorical cross-entropy on logits.
+
+    Returns:
+        A `keras.Sequential` mapping int32 `[batch, T]` to logits
+        `[batch, T, vocab_size]`.
+
+    Example:
+
+    >>> model = build_model(Vocabulary(list("abc")), units=8, layers=1)
+    >>> model(np.array([[2, 3, 4]])).shape
+    TensorShape([1, 3, 6])
+    """
+    vocab_size = vocab if isinstance(vocab, int) else vocab.size
+    if units < 1 or layers < 1:
+        raise errors.ConfigError(f"units and layers must be >= 1, got units={units}, layers={layers}")
+    if cell not in CELLS:
+        raise errors.ConfigError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise errors.ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    stack = [
+        keras.Input(shape=(None,), dtype="int32", name="token_ids"),
+        TokenEncoding(vocab_size, embedding_dim, name="token_encoding"),
+        keras.layers.Masking(mask_value=0.0, name="masking"),
+    ]
+    for i in range(layers):
+        stack.append(CELLS[cell](units, return_sequences=True, name=f"{cell}_{i}"))
+        if dropout:
+            stack.append(keras.layers.Dropout(dropout, name=f"dropout_{i}"))
+    stack.append(keras.layers.Dense(vocab_size, name="logits"))
+    model = keras.Sequential(stack, name=f"textgen_{cell}")
+    if compile:
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+    return model
+
+
+def recurrent_layers(model):
+    """The model's recurrent layers, in order."""
+    return [layer for layer in model.layers if isinstance(layer, tuple(CELLS.values()))]
+
+
+def bits(nats):
+    """Converts a loss in nats per token to bits per token."""
+    return nats / math.log(2.0)

@@ -1,0 +1,139 @@
+"""Next-token sampling as TF ops: greedy, temperature, top-k and top-p.
+
+All strategies are one graph function, `sample_next`, whose knobs are
+tensors, so a single exported signature serves every strategy. The small
+sampler classes below (shaped like keras-hub's samplers) name the common
+settings for the Python API.
+
+Sampling never returns the pad or OOV id, and it is stateless: the same
+logits, settings and `seed` give the same ids on every run and every server.
+"""
+
+import math
+
+import tensorflow as tf
+
+from keras_textgen import errors
+from keras_textgen import vocab as vocab_lib
+
+BANNED_IDS = (vocab_lib.PAD_ID, vocab_lib.OOV_ID)
+
+
+def filter_logits(logits, temperature, top_k, top_p):
+    """Applies the ban on pad/OOV, temperature, top-k and top-p to `[batch, V]` logits.
+
+    `temperature <= 0` leaves the scale alone (greedy decoding takes the
+    argmax anyway); `top_k <= 0` and `top_p >= 1` turn those filters off.
+    """
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    vocab_size = tf.shape(logits)[-1]
+    banned = tf.reduce_any(tf.equal(tf.range(vocab_size)[:, None], tf.constant(BANNED_IDS)[None, :]), axis=-1)
+    neg_inf = tf.constant(-math.inf, tf.float32)
+    logits = tf.where(banned[None, :], neg_inf, logits)
+    temperature = tf.cast(temperature, tf.float32)
+    logits = tf.where(temperature > 0.0, logits / tf.maximum(temperature, 1e-6), logits)
+
+    def apply_top_k():
+        k = tf.minimum(tf.cast(top_k, tf.int32), vocab_size)
+        kth = tf.math.top_k(logits, k=k, sorted=True).values[:, -1:]
+        return tf.where(logits < kth, neg_inf, logits)
+
+    logits = tf.cond(tf.cast(top_k, tf.int32) > 0, apply_top_k, lambda: logits)
+
+    def apply_top_p():
+        sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")
+        probs = tf.nn.softmax(sorted_logits, axis=-1)
+        # Keep the smallest prefix whose mass reaches top_p (always >= 1 token).
+        before = tf.cumsum(probs, axis=-1, exclusive=True)
+        keep = before < tf.cast(top_p, tf.float32)
+        threshold = tf.reduce_min(tf.where(keep, sorted_logits, math.inf), axis=-1, keepdims=True)
+        return tf.where(logits < threshold, neg_inf, logits)
+
+    return tf.cond(tf.cast(top_p, tf.float32) < 1.0, apply_top_p, lambda: logits)
+
+
+def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, seed=(0, 0)):
+    """Picks one token id per row of `[batch, V]` logits.
+
+    Args:
+        logits: float `[batch, V]` next-token logits.
+        temperature: 0 means greedy (argmax); otherwise logits are divided
+            by it before sampling.
+        top_k: sample only among the k most likely tokens (0 = off).
+        top_p: sample only from the smallest set of tokens whose probability
+            reaches p (1.0 = off).
+        seed: int `[2]` seed for `tf.random.stateless_categorical`.
+
+    Returns:
+        int32 `[batch]` token ids, never the pad or OOV id.
+    """
+    filtered = filter_logits(logits, temperature, top_k, top_p)
+    greedy = tf.argmax(filtered, axis=-1, output_type=tf.int32)
+    sampled = tf.random.stateless_categorical(filtered, 1, seed=seed, dtype=tf.int32)[:, 0]
+    return tf.where(tf.cast(temperature, tf.float32) > 0.0, sampled, greedy)
+
+
+def check_sampling_args(temperature, top_k, top_p):
+    """Raises `ConfigError` for settings that have no meaning."""
+    if temperature is None or not math.isfinite(float(temperature)) or float(temperature) < 0:
+        raise errors.ConfigError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
+    if top_k is None or int(top_k) != top_k or int(top_k) < 0:
+        raise errors.ConfigError(f"top_k must be an integer >= 0 (0 = off), got {top_k}")
+    if top_p is None or not (0.0 < float(top_p) <= 1.0):
+        raise errors.ConfigError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
+
+
+class Sampler:
+    """Base class: a named setting of `temperature`, `top_k` and `top_p`.
+
+    Subclasses only choose the settings; the sampling itself is always
+    `sample_next`, the same op the exported models run.
+    """
+
+    def __init__(self, temperature=1.0, top_k=0, top_p=1.0):
+        check_sampling_args(temperature, top_k, top_p)
+        self.temperature = float(temperature)
+        self.top_k = int(top_k)
+        self.top_p = float(top_p)
+
+    def __call__(self, logits, seed=(0, 0)):
+        return sample_next(logits, self.temperature, self.top_k, self.top_p, seed)
+
+    def get_config(self):
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class GreedySampler(Sampler):
+    """Always the most likely token.
+
+    >>> GreedySampler()(tf.constant([[0.0, 0.0, 0.0, 5.0]])).numpy().tolist()
+    [3]
+    """
+
+    def __init__(self):
+        super().__init__(temperature=0.0)
+
+
+class RandomSampler(Sampler):
+    """Samples from the softmax at a temperature (below 1: safer, above: wilder)."""
+
+    def __init__(self, temperature=1.0):
+        super().__init__(temperature=temperature)
+
+
+class TopKSampler(Sampler):
+    """Samples among the `k` most likely tokens."""
+
+    def __init__(self, k=10, temperature=1.0):
+        super().__init__(temperature=temperature, top_k=k)
+
+
+class TopPSampler(Sampler):
+    """Nucleus sampling: among the fewest tokens holding probability `p`."""
+
+    def __init__(self, p=0.9, temperature=1.0):
+        super().__init__(temperature=temperature, top_p=p)

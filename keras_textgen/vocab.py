@@ -1,0 +1,243 @@
+"""Token vocabulary: text <-> ids with fixed reserved ids, built on `StringLookup`."""
+
+import collections
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from keras_textgen import errors
+from keras_textgen import io_utils
+
+PAD_ID = 0
+OOV_ID = 1
+EOS_ID = 2
+PAD_TOKEN = ""
+OOV_TOKEN = "[UNK]"
+EOS_TOKEN = "[EOS]"
+LEVELS = ("char", "word")
+FORMAT_VERSION = 1
+# Words are runs of letters/digits/underscore; every other non-space
+# character is a token of its own, so punctuation survives generation.
+WORD_PATTERN = r"(\w+|[^\w\s])"
+
+
+def tokenize(texts, level="char", lowercase=False):
+    """Splits strings into tokens with graph-only `tf.strings` ops.
+
+    Args:
+        texts: string tensor of any rank.
+        level: `"char"` (Unicode code points) or `"word"` (words and single
+            punctuation marks).
+        lowercase: whether to lower-case first (word level only makes sense).
+
+    Returns:
+        A `tf.RaggedTensor` of string tokens with one more ragged dimension.
+    """
+    texts = tf.convert_to_tensor(texts, dtype=tf.string)
+    if lowercase:
+        texts = tf.strings.lower(texts, encoding="utf-8")
+    if level == "char":
+        return tf.strings.unicode_split(texts, "UTF-8")
+    if level == "word":
+        spaced = tf.strings.regex_replace(texts, WORD_PATTERN, r" \1 ")
+        return tf.strings.split(spaced)
+    raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
+
+
+def decode(ids, id_to_token, level="char"):
+    """Graph op: int ids `[..., T]` -> strings `[...]`, cut at the first EOS.
+
+    Args:
+        ids: int tensor (or ragged tensor) of token ids.
+        id_to_token: 1-D string tensor, the token of each id.
+        level: `"char"` joins tokens directly; `"word"` joins with spaces
+            and glues punctuation to the word before it.
+    """
+    if isinstance(ids, tf.RaggedTensor):
+        ids = ids.to_tensor(PAD_ID)
+    ids = tf.cast(ids, tf.int32)
+    # Everything from the first EOS on is dropped, and so is padding.
+    after_eos = tf.cumsum(tf.cast(tf.equal(ids, EOS_ID), tf.int32), axis=-1) > 0
+    ids = tf.where(after_eos, tf.zeros_like(ids), ids)
+    tokens = tf.gather(id_to_token, ids)
+    if level == "char":
+        return tf.strings.reduce_join(tokens, axis=-1)
+    tokens = tf.ragged.boolean_mask(tokens, tf.not_equal(ids, PAD_ID))
+    text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
+    return tf.strings.regex_replace(text, r" ([^\w\s])", r"\1")
+
+
+class Vocabulary:
+    """The token vocabulary of a model, with reserved ids that never move.
+
+    Ids: `0` is padding (masked everywhere), `1` is out-of-vocabulary,
+    `2` is end-of-sequence (also fed as the first input of every sequence),
+    and ids `3..size-1` are the corpus tokens, most frequent first.
+    Encoding is a `keras.layers.StringLookup` and decoding a `tf.gather`, so
+    both are TF ops usable inside `tf.data` and `tf.function`.
+
+    Example:
+
+    >>> vocab = Vocabulary(["a", "b"])
+    >>> vocab.encode("abz").numpy().tolist()
+    [3, 4, 1]
+    >>> vocab.decode([3, 4, 2]).numpy().decode()
+    'ab'
+    """
+
+    def __init__(self, tokens, level="char", lowercase=False):
+        if level not in LEVELS:
+            raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
+        tokens = list(tokens)
+        reserved = {PAD_TOKEN, OOV_TOKEN, EOS_TOKEN}
+        bad = [t for t in tokens if t in reserved or not isinstance(t, str)]
+        if bad:
+            raise errors.ConfigError(f"vocabulary tokens may not be reserved or non-strings: {bad[:3]!r}")
+        if len(set(tokens)) != len(tokens):
+            raise errors.ConfigError("vocabulary tokens must be unique")
+        if not tokens:
+            raise errors.DataError("the vocabulary is empty: the corpus has no tokens")
+        self.tokens = tokens
+        self.level = level
+        self.lowercase = bool(lowercase)
+        self._lookup = keras.layers.StringLookup(
+            vocabulary=[EOS_TOKEN] + tokens, mask_token=PAD_TOKEN, oov_token=OOV_TOKEN,
+            num_oov_indices=1, output_mode="int")
+        assert self._lookup.get_vocabulary()[:3] == [PAD_TOKEN, OOV_TOKEN, EOS_TOKEN]
+
+    pad_id = PAD_ID
+    oov_id = OOV_ID
+    eos_id = EOS_ID
+
+    @property
+    def size(self):
+        """Number of ids, reserved ones included (the model's output width)."""
+        return len(self.tokens) + 3
+
+    def __len__(self):
+        return self.size
+
+    def __repr__(self):
+        return f"Vocabulary(level={self.level!r}, size={self.size})"
+
+    def get_vocabulary(self):
+        """All tokens indexed by id: `["", "[UNK]", "[EOS]", ...]`."""
+        return [PAD_TOKEN, OOV_TOKEN, EOS_TOKEN] + self.tokens
+
+    # -- graph ops ---------------------------------------------------------
+    def tokenize(self, texts):
+        """String tensor -> ragged string tokens (see `tokenize`)."""
+        return tokenize(texts, self.level, self.lowercase)
+
+    def encode(self, texts):
+        """String tensor -> int32 ids (ragged for rank >= 1 input)."""
+        return tf.cast(self._lookup(self.tokenize(texts)), tf.int32)
+
+    def ids_to_tokens(self, ids):
+        """Int ids -> string tokens (pad -> "", OOV -> "[UNK]", EOS -> "[EOS]")."""
+        return tf.gather(tf.constant(self.get_vocabulary()), tf.cast(ids, tf.int32))
+
+    def decode(self, ids):
+        """Int ids `[..., T]` -> strings `[...]`, stopping at the first EOS.
+
+        Padding decodes to nothing; out-of-vocabulary ids decode to `[UNK]`.
+        """
+        return decode(ids, tf.constant(self.get_vocabulary()), self.level)
+
+    # -- construction and persistence -------------------------------------
+    @classmethod
+    def adapt(cls, texts, level="char", max_tokens=None, min_frequency=1, lowercase=False, batch_size=1024):
+        """Builds a vocabulary from a dataset (or list) of strings.
+
+        Tokens are counted with `tf.strings` ops; they are ordered by
+        frequency (ties broken by the token), so the same corpus always gives
+        the same ids.
+
+        Args:
+            texts: a `tf.data.Dataset` of scalar strings, or a list of str.
+            level: `"char"` or `"word"`.
+            max_tokens: keep at most this many corpus tokens (reserved ids are
+                extra). `None` keeps all.
+            min_frequency: drop tokens seen fewer times than this.
+            lowercase: lower-case text before tokenizing.
+
+        Example:
+
+        >>> vocab = Vocabulary.adapt(["hello", "help"])
+        >>> vocab.tokens[:3]
+        ['e', 'h', 'l']
+        """
+        if level not in LEVELS:
+            raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
+        if max_tokens is not None and max_tokens < 1:
+            raise errors.ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
+        if min_frequency < 1:
+            raise errors.ConfigError(f"min_frequency must be >= 1, got {min_frequency}")
+        if not isinstance(texts, tf.data.Dataset):
+            texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
+
+        def count(batch):
+            flat = tokenize(batch, level, lowercase).flat_values
+            uniq, _, counts = tf.unique_with_counts(flat)
+            return uniq, counts
+
+        counter = collections.Counter()
+        for uniq, counts in texts.batch(batch_size).map(count, num_parallel_calls=tf.data.AUTOTUNE):
+            for tok, n in zip(uniq.numpy().tolist(), counts.numpy().tolist()):
+                counter[tok.decode("utf-8")] += n
+        for reserved in (PAD_TOKEN, OOV_TOKEN, EOS_TOKEN):
+            counter.pop(reserved, None)
+        items = sorted((kv for kv in counter.items() if kv[1] >= min_frequency), key=lambda kv: (-kv[1], kv[0]))
+        if max_tokens is not None:
+            items = items[:max_tokens]
+        if not items:
+            raise errors.DataError("the corpus has no tokens to build a vocabulary from (is it empty?)")
+        tokens = [tok for tok, _ in items]
+        if level == "char":
+            tokens.sort()  # char vocabularies read best in code-point order
+        return cls(tokens, level=level, lowercase=lowercase)
+
+    def get_config(self):
+        return {
+            "format_version": FORMAT_VERSION,
+            "level": self.level,
+            "lowercase": self.lowercase,
+            "pad_id": PAD_ID, "oov_id": OOV_ID, "eos_id": EOS_ID,
+            "pad_token": PAD_TOKEN, "oov_token": OOV_TOKEN, "eos_token": EOS_TOKEN,
+            "size": self.size,
+            "tokens": self.tokens,
+        }
+
+    def to_json(self):
+        return json.dumps(self.get_config(), ensure_ascii=False, indent=1)
+
+    def save(self, path):
+        """Writes the vocabulary as JSON (atomically: temp file, then rename)."""
+        io_utils.atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def from_config(cls, config):
+        version = config.get("format_version")
+        if version != FORMAT_VERSION:
+            raise errors.ArtifactError(f"unsupported vocabulary format_version {version!r}")
+        if (config.get("pad_id"), config.get("oov_id"), config.get("eos_id")) != (PAD_ID, OOV_ID, EOS_ID):
+            raise errors.ArtifactError("vocabulary reserved ids differ from pad=0, OOV=1, EOS=2")
+        vocab = cls(config["tokens"], level=config["level"], lowercase=config.get("lowercase", False))
+        if config.get("size", vocab.size) != vocab.size:
+            raise errors.ArtifactError("vocabulary size does not match its token list")
+        return vocab
+
+    @classmethod
+    def load(cls, path):
+        """Reads a vocabulary written by `save`; a clear error names the file."""
+        path = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+            return cls.from_config(config)
+        except FileNotFoundError:
+            raise errors.ArtifactError(f"vocabulary file not found: {path}") from None
+        except (ValueError, KeyError, TypeError, errors.KerasTextgenError) as e:
+            raise errors.ArtifactError(f"{path} is not a valid keras_textgen vocabulary ({e})") from None
