@@ -14,6 +14,7 @@ titles; `"chunks"` keeps documents whole so `make_dataset` can cut them into
 fixed-length windows, as long texts (plays, books) need.
 """
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -211,6 +212,25 @@ def _split_lines(text):
     return tf.boolean_mask(lines, tf.strings.length(lines) > 0)
 
 
+@contextlib.contextmanager
+def _few_download_retries(retries=1):
+    """Offline, TFDS retries each download 10 times with back-off (minutes of waiting).
+
+    The retry count is a module constant of TFDS's downloader, read when a
+    download session starts; it is lowered only around our call.
+    """
+    from tensorflow_datasets.core.download import downloader
+
+    saved = getattr(downloader, "MAX_RETRIES", None)
+    if saved is not None:
+        downloader.MAX_RETRIES = retries
+    try:
+        yield
+    finally:
+        if saved is not None:
+            downloader.MAX_RETRIES = saved
+
+
 def _load_tfds(source, mode, validation_fraction, data_dir, manual_dir):
     parts = source.split(":")
     if len(parts) not in (2, 3) or not parts[1]:
@@ -236,9 +256,15 @@ def _load_tfds(source, mode, validation_fraction, data_dir, manual_dir):
         raise errors.DataError(f"TFDS dataset {name!r} has no text feature {feature!r}; text features: {text_features}")
     config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)) if manual_dir else None
     try:
-        builder.download_and_prepare(download_config=config)
+        with _few_download_retries():
+            builder.download_and_prepare(download_config=config)
     except Exception as e:
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        message = str(e).strip()
+        host = re.search(r"host='([^']+)'", message)
+        if host:
+            reason = f"the download from {host.group(1)} failed"
+        else:
+            reason = message.splitlines()[0][:160] if message else type(e).__name__
         raise errors.DataError(
             f"cannot prepare TFDS dataset {name!r}: {reason}. It needs network access to download, "
             "a prepared copy in --data-dir, or its source files in --manual-dir") from None

@@ -8,6 +8,7 @@ to a SavedModel unchanged.
 """
 
 import random
+import re
 import weakref
 
 import keras
@@ -221,6 +222,12 @@ class TextGenerator(tf.Module):
                 "num_tokens": tf.cast(count, tf.int32)}
 
 
+def assertion_message(error):
+    """The human message of a failed in-graph `tf.debugging.assert_*`, else the first line."""
+    found = re.search(r"assertion failed: \[([^\]]+)\]", error.message)
+    return found.group(1) if found else error.message.strip().splitlines()[0]
+
+
 _GENERATE_SIGNATURE = (
     tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
     tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int64))
@@ -279,6 +286,6 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
                               tf.constant(float(temperature), tf.float32), tf.constant(int(top_k), tf.int32),
                               tf.constant(float(top_p), tf.float32), tf.constant(int(seed), tf.int64))
     except tf.errors.InvalidArgumentError as e:
-        raise errors.ConfigError(e.message.splitlines()[0]) from None
+        raise errors.ConfigError(assertion_message(e)) from None
     texts = [t.decode("utf-8", errors="replace") for t in out["text"].numpy()]
     return texts[0] if single else texts

@@ -1,0 +1,58 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHAKESPEARE_DIR = ROOT.parent / "shared" / "data" / "tiny_shakespeare"
+
+LINES = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "the bird sang a song",
+    "cats and dogs are friends",
+    "a song for the park",
+    "the mat is red",
+    "dogs ran and cats sat",
+    "birds sang in the morning",
+    "the red bird and the cat",
+    "a friend in the park",
+    "morning song of the dog",
+    "on the mat sat a cat",
+]
+
+
+@pytest.fixture(scope="session")
+def lines():
+    return list(LINES)
+
+
+@pytest.fixture()
+def text_file(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vocab():
+    import keras_textgen as ktg
+
+    return ktg.Vocabulary.adapt(LINES)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(vocab):
+    """A tiny trained model: a few steps, enough to be deterministic, not good."""
+    import keras
+
+    import keras_textgen as ktg
+
+    keras.utils.set_random_seed(0)
+    model = ktg.build_model(vocab, units=16, layers=2)
+    ds = ktg.make_dataset(LINES, vocab, batch_size=4, seed=0)
+    model.fit(ds, epochs=2, verbose=0)
+    return model

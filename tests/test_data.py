@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings, strategies as st
+
+import keras_textgen as ktg
+from keras_textgen import data as data_lib
+from keras_textgen import errors
+from keras_textgen.vocab import EOS_ID, PAD_ID
+
+PY_OPS = {"PyFunc", "EagerPyFunc", "PyFuncStateless", "NumpyFunction"}
+
+
+def dataset_ops(ds):
+    """Every op in a dataset's serialized graph, function bodies included."""
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(ds._as_serialized_graph().numpy())
+    ops = {node.op for node in graph_def.node}
+    for fn in graph_def.library.function:
+        ops |= {node.op for node in fn.node_def}
+    return ops
+
+
+def test_op_inspection_detects_py_function(vocab):
+    # The check below can fail: a py_function in the pipeline is visible.
+    ds = tf.data.Dataset.from_tensor_slices(["a"]).map(lambda s: tf.py_function(lambda x: x, [s], tf.string))
+    assert dataset_ops(ds) & PY_OPS
+
+
+@pytest.mark.parametrize("mode", ["lines", "chunks"])
+@pytest.mark.parametrize("bucket", [True, False])
+def test_pipeline_is_graph_only(vocab, lines, mode, bucket):
+    ds = ktg.make_dataset(lines, vocab, mode=mode, seq_len=8, batch_size=4, bucket=bucket)
+    ops = dataset_ops(ds)
+    assert not ops & PY_OPS
+    assert "LookupTableFindV2" in ops  # the StringLookup really runs in the graph
+    assert any("UnicodeDecode" in op for op in ops) or "StringSplitV2" in ops
+
+
+def test_targets_are_inputs_shifted_with_eos(vocab, lines):
+    ds = ktg.make_dataset(lines, vocab, batch_size=3, shuffle=False, bucket=False)
+    seen = 0
+    for x, y in ds:
+        x, y = x.numpy(), y.numpy()
+        for row_x, row_y in zip(x, y):
+            n = int((row_x != PAD_ID).sum())
+            assert row_x[0] == EOS_ID
+            assert list(row_y[:n - 1]) == list(row_x[1:n])
+            assert row_y[n - 1] == EOS_ID
+            assert (row_x[n:] == PAD_ID).all() and (row_y[n:] == PAD_ID).all()
+            seen += 1
+    assert seen == len(lines)
+    decoded = sorted(t.decode() for x, _ in ds for t in vocab.decode(x[:, 1:]).numpy())
+    assert decoded == sorted(lines)
+
+
+def test_chunks_are_windows_of_the_stream(vocab, lines):
+    text = "\n".join(lines)
+    ds = ktg.make_dataset([text], vocab, mode="chunks", seq_len=10, batch_size=4, shuffle=False)
+    stream = [EOS_ID] + vocab.encode(text).numpy().tolist()
+    windows = [w for x, y in ds for w in zip(x.numpy().tolist(), y.numpy().tolist())]
+    assert len(windows) == len(stream) // 11
+    for i, (x, y) in enumerate(windows):
+        assert x == stream[i * 11: i * 11 + 10]
+        assert y == stream[i * 11 + 1: i * 11 + 11]
+
+
+def test_long_lines_are_cut_to_max_length(vocab):
+    ds = ktg.make_dataset(["the cat " * 50], vocab, batch_size=1, max_length=32)
+    x, y = next(iter(ds))
+    assert x.shape == (1, 32) and y.shape == (1, 32)
+
+
+def test_bucketing_reduces_padding(vocab):
+    rng = np.random.default_rng(0)
+    lines = ["the cat " * int(n) for n in rng.integers(1, 30, size=400)]
+    plain = data_lib.padding_fraction(ktg.make_dataset(lines, vocab, batch_size=16, bucket=False, seed=0))
+    bucketed = data_lib.padding_fraction(ktg.make_dataset(lines, vocab, batch_size=16, bucket=True, seed=0))
+    assert bucketed < 0.10
+    assert bucketed < plain / 3
+
+
+def test_seeded_shuffle_is_reproducible(vocab, lines):
+    def first_epoch():
+        return [x.numpy().tolist() for x, _ in ktg.make_dataset(lines, vocab, batch_size=2, seed=3, bucket=False)]
+
+    assert first_epoch() == first_epoch()
+
+
+def test_known_cardinality(vocab, lines):
+    ds = data_lib.with_known_cardinality(ktg.make_dataset(lines, vocab, batch_size=5, bucket=False))
+    assert int(ds.cardinality()) == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": 0}, "batch_size"),
+    ({"mode": "pages"}, "mode"),
+    ({"mode": "chunks", "seq_len": 0}, "seq_len"),
+    ({"max_length": 1}, "max_length"),
+])
+def test_bad_options(vocab, lines, kwargs, message):
+    with pytest.raises(errors.ConfigError, match=message):
+        ktg.make_dataset(lines, vocab, **kwargs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="abc xyz", min_size=1, max_size=30), min_size=1, max_size=6))
+def test_property_targets_are_shifted_inputs(texts):
+    vocab = ktg.Vocabulary(list("abc xyz"))
+    texts = [t for t in texts if t]
+    ds = ktg.make_dataset(texts, vocab, batch_size=8, shuffle=False, bucket=False)
+    for x, y in ds:
+        for row_x, row_y in zip(x.numpy(), y.numpy()):
+            n = int((row_x != PAD_ID).sum())
+            assert row_x[0] == EOS_ID and row_y[n - 1] == EOS_ID
+            assert (row_y[:n - 1] == row_x[1:n]).all()

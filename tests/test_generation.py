@@ -1,0 +1,139 @@
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_textgen as ktg
+from keras_textgen import errors, sampling
+from keras_textgen.generation import get_generator
+from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID
+
+
+def test_greedy_matches_rerunning_the_whole_prefix(vocab, tiny_model):
+    """The state-carrying loop gives exactly what the lesson's slow prefix re-run gives."""
+    prompt = "the ca"
+    fast = ktg.generate(tiny_model, vocab, prompt, max_length=25, temperature=0)
+    prefix = [EOS_ID] + vocab.encode(prompt).numpy().tolist()
+    slow = []
+    for _ in range(25):
+        logits = tiny_model(np.array([prefix])).numpy()[0, -1]
+        logits[[PAD_ID, OOV_ID]] = -np.inf
+        token = int(logits.argmax())
+        if token == EOS_ID:
+            break
+        slow.append(token)
+        prefix.append(token)
+    assert fast == vocab.decode(slow).numpy().decode()
+
+
+def test_batch_of_prompts_equals_one_by_one_for_greedy(vocab, tiny_model):
+    prompts = ["the cat", "", "a dog ran in the"]
+    batch = ktg.generate(tiny_model, vocab, prompts, max_length=30, temperature=0)
+    single = [ktg.generate(tiny_model, vocab, p, max_length=30, temperature=0) for p in prompts]
+    assert batch == single
+
+
+def test_seed_reproducibility(vocab, tiny_model):
+    kwargs = dict(max_length=40, temperature=1.5, top_k=8, seed=11)
+    a = ktg.generate(tiny_model, vocab, ["the", "a"], **kwargs)
+    b = ktg.generate(tiny_model, vocab, ["the", "a"], **kwargs)
+    c = ktg.generate(tiny_model, vocab, ["the", "a"], **{**kwargs, "seed": 12})
+    assert a == b
+    assert a != c
+
+
+def test_oov_and_empty_prompts_do_not_crash(vocab, tiny_model):
+    out = ktg.generate(tiny_model, vocab, ["€€€ ☃", "", "the cat"], max_length=10, seed=1)
+    assert len(out) == 3 and all(isinstance(t, str) for t in out)
+    assert "[UNK]" not in "".join(out)
+
+
+def test_stops_at_eos_and_reports_lengths(vocab, tiny_model):
+    gen = get_generator(tiny_model, vocab)
+    out = gen.generate_fn(tf.constant(["the cat", "a"]), tf.constant(300), tf.constant(1.0), tf.constant(0),
+                          tf.constant(1.0), tf.constant(5, tf.int64))
+    tokens = out["tokens"].numpy()
+    assert tokens.shape == (2, 300)
+    for row, length, text in zip(tokens, out["lengths"].numpy(), out["text"].numpy()):
+        if EOS_ID in row:  # nothing but padding after EOS
+            end = list(row).index(EOS_ID)
+            assert (row[end + 1:] == PAD_ID).all()
+            assert length == end
+        assert len(text.decode()) == length
+        assert not set(row[:length]) & {PAD_ID, OOV_ID, EOS_ID}
+
+
+def test_sampling_never_picks_pad_or_oov():
+    logits = tf.constant([[50.0, 50.0, 0.0, 1.0, 2.0]] * 64)
+    for temperature, top_k, top_p in [(0.0, 0, 1.0), (1.0, 0, 1.0), (5.0, 0, 1.0), (1.0, 2, 1.0), (1.0, 0, 0.5)]:
+        ids = sampling.sample_next(logits, temperature, top_k, top_p, seed=[1, 2]).numpy()
+        assert not set(ids.tolist()) & {PAD_ID, OOV_ID}
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy():
+    logits = tf.random.stateless_normal([32, 20], seed=[0, 1])
+    greedy = sampling.sample_next(logits, 0.0).numpy()
+    assert (sampling.sample_next(logits, 1.0, top_k=1, seed=[3, 4]).numpy() == greedy).all()
+    assert (sampling.sample_next(logits, 1.0, top_p=1e-6, seed=[3, 4]).numpy() == greedy).all()
+
+
+def test_top_k_restricts_the_choice():
+    logits = tf.constant([[0.0, 0.0, 0.0, 1.0, 1.1, 1.2, 5.0, 4.0]] * 500)
+    ids = sampling.sample_next(logits, 10.0, top_k=2, seed=[0, 0]).numpy()
+    assert set(ids.tolist()) == {6, 7}
+
+
+def test_top_p_keeps_the_nucleus():
+    probs = np.array([0, 0, 0.0001, 0.5, 0.3, 0.1999], np.float64)
+    logits = tf.constant(np.log(np.where(probs > 0, probs, 1e-30))[None].repeat(500, 0), tf.float32)
+    ids = sampling.sample_next(logits, 1.0, top_p=0.75, seed=[0, 0]).numpy()
+    assert set(ids.tolist()) == {3, 4}
+
+
+def test_sampler_classes_map_onto_generate(vocab, tiny_model):
+    a = ktg.generate(tiny_model, vocab, "the", max_length=20, sampler=ktg.TopKSampler(k=5, temperature=0.7), seed=3)
+    b = ktg.generate(tiny_model, vocab, "the", max_length=20, temperature=0.7, top_k=5, seed=3)
+    assert a == b
+    assert ktg.generate(tiny_model, vocab, "the", max_length=20, sampler=ktg.GreedySampler()) == \
+        ktg.generate(tiny_model, vocab, "the", max_length=20, temperature=0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": -1.0}, "temperature"),
+    ({"temperature": math.nan}, "temperature"),
+    ({"temperature": math.inf}, "temperature"),
+    ({"top_p": 0.0}, "top_p"),
+    ({"top_p": 1.5}, "top_p"),
+    ({"top_k": -1}, "top_k"),
+    ({"max_length": 0}, "max_length"),
+    ({"max_length": -5}, "max_length"),
+    ({"max_length": 10**9}, "max_length"),
+])
+def test_bad_generation_arguments(vocab, tiny_model, kwargs, message):
+    with pytest.raises(errors.ConfigError, match=message):
+        ktg.generate(tiny_model, vocab, "the", **kwargs)
+
+
+def test_top_k_larger_than_vocabulary_is_plain_sampling(vocab, tiny_model):
+    a = ktg.generate(tiny_model, vocab, "the", max_length=20, temperature=1.0, top_k=10_000, seed=4)
+    b = ktg.generate(tiny_model, vocab, "the", max_length=20, temperature=1.0, top_k=0, seed=4)
+    assert a == b
+
+
+def test_prompt_longer_than_limit(vocab, tiny_model):
+    from keras_textgen.generation import MAX_PROMPT_TOKENS
+
+    with pytest.raises(errors.ConfigError, match="longer than"):
+        ktg.generate(tiny_model, vocab, "a" * (MAX_PROMPT_TOKENS + 1), max_length=5)
+
+
+def test_score_matches_keras_loss(vocab, tiny_model):
+    gen = get_generator(tiny_model, vocab)
+    text = "the cat sat"
+    scored = gen.score(tf.constant([text]))
+    ids = vocab.encode(text).numpy().tolist()
+    x, y = np.array([[EOS_ID] + ids]), np.array([ids + [EOS_ID]])
+    loss = tiny_model.evaluate(x, y, verbose=0)[0]
+    assert float(scored["bits_per_char"][0]) == pytest.approx(loss / math.log(2), rel=1e-4)
+    assert float(scored["log_likelihood"][0]) == pytest.approx(-loss * len(y[0]), rel=1e-4)

@@ -1,0 +1,79 @@
+import keras
+import numpy as np
+import pytest
+
+import keras_textgen as ktg
+from keras_textgen import errors
+
+
+def padded(ids, length):
+    out = np.zeros((1, length), np.int32)
+    out[0, :len(ids)] = ids
+    return out
+
+
+def test_padding_is_really_masked(vocab, tiny_model):
+    """Loss and real-position outputs are the same padded to 20 or to 200 steps."""
+    x = [2] + vocab.encode("the cat").numpy().tolist()
+    y = x[1:] + [2]
+    n = len(x)
+    out20 = tiny_model(padded(x, 20)).numpy()[0, :n]
+    out200 = tiny_model(padded(x, 200)).numpy()[0, :n]
+    np.testing.assert_allclose(out20, out200, atol=1e-5)
+    loss20 = tiny_model.evaluate(padded(x, 20), padded(y, 20), verbose=0)[0]
+    loss200 = tiny_model.evaluate(padded(x, 200), padded(y, 200), verbose=0)[0]
+    loss_unpadded = tiny_model.evaluate(np.array([x]), np.array([y]), verbose=0)[0]
+    assert loss20 == pytest.approx(loss_unpadded, abs=1e-5)
+    assert loss200 == pytest.approx(loss_unpadded, abs=1e-5)
+
+
+def test_lesson_style_one_hot_would_not_mask(vocab):
+    """The lesson's bug, reproduced: a one-hot pad vector is not masked, so padding changes the loss."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((None,), dtype="int32"),
+        keras.layers.Lambda(lambda t: keras.ops.one_hot(t, vocab.size)),  # pad -> [1, 0, ...]
+        keras.layers.Masking(0.0),
+        keras.layers.LSTM(8, return_sequences=True),
+        keras.layers.Dense(vocab.size)])
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = [2, 5, 6, 7]
+    y = [5, 6, 7, 2]
+    assert model.evaluate(padded(x, 20), padded(y, 20), verbose=0) != pytest.approx(
+        model.evaluate(np.array([x]), np.array([y]), verbose=0), abs=1e-4)
+
+
+def test_embedding_variant_masks_too(vocab):
+    model = ktg.build_model(vocab, units=8, layers=1, embedding_dim=4, cell="gru")
+    x = [2, 5, 6, 7]
+    np.testing.assert_allclose(model(padded(x, 6)).numpy()[0, :4], model(padded(x, 60)).numpy()[0, :4], atol=1e-5)
+
+
+def test_architecture(vocab):
+    model = ktg.build_model(vocab, units=8, layers=3, dropout=0.1)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["TokenEncoding", "Masking", "LSTM", "Dropout", "LSTM", "Dropout", "LSTM", "Dropout", "Dense"]
+    assert isinstance(model, keras.Sequential)
+    assert model.output_shape == (None, None, vocab.size)
+
+
+def test_training_lowers_the_loss(vocab, lines):
+    keras.utils.set_random_seed(0)
+    model = ktg.build_model(vocab, units=32, layers=1, learning_rate=1e-2)
+    ds = ktg.make_dataset(lines, vocab, batch_size=4, seed=0)
+    history = model.fit(ds, epochs=8, verbose=0).history["loss"]
+    assert history[-1] < history[0] * 0.8
+
+
+def test_saved_and_loaded_model_gives_same_outputs(tmp_path, vocab, tiny_model):
+    path = tmp_path / "m.keras"
+    tiny_model.save(path)
+    loaded = keras.saving.load_model(path)
+    x = padded([2, 5, 6], 5)
+    np.testing.assert_allclose(loaded(x).numpy(), tiny_model(x).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [{"units": 0}, {"layers": 0}, {"cell": "rnn"}, {"dropout": 1.0}])
+def test_bad_model_options(vocab, kwargs):
+    with pytest.raises(errors.ConfigError):
+        ktg.build_model(vocab, **kwargs)

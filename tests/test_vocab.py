@@ -1,0 +1,116 @@
+import json
+
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings, strategies as st
+
+import keras_textgen as ktg
+from keras_textgen import errors
+from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID
+
+
+def test_reserved_ids_are_fixed(vocab):
+    assert (vocab.pad_id, vocab.oov_id, vocab.eos_id) == (0, 1, 2)
+    assert vocab.get_vocabulary()[:3] == ["", "[UNK]", "[EOS]"]
+    assert vocab.size == len(vocab.tokens) + 3
+    # StringLookup agrees with our own id table.
+    assert vocab.encode(vocab.tokens[0]).numpy().tolist() == [3]
+
+
+def test_char_round_trip(vocab, lines):
+    ids = vocab.encode(lines)
+    assert isinstance(ids, tf.RaggedTensor)
+    assert ids.dtype == tf.int32
+    decoded = [t.decode() for t in vocab.decode(ids).numpy()]
+    assert decoded == lines
+
+
+def test_unknown_chars_map_to_oov_and_decode_as_unk(vocab):
+    ids = vocab.encode("cat€").numpy().tolist()
+    assert ids[-1] == OOV_ID
+    assert OOV_ID not in ids[:-1]
+    assert vocab.decode(ids).numpy().decode() == "cat[UNK]"
+
+
+def test_decode_stops_at_eos_and_skips_padding(vocab):
+    ids = vocab.encode("cat").numpy().tolist()
+    assert vocab.decode(ids + [EOS_ID] + ids).numpy().decode() == "cat"
+    assert vocab.decode([PAD_ID] + ids + [PAD_ID, PAD_ID]).numpy().decode() == "cat"
+
+
+def test_adapt_is_deterministic_and_ordered():
+    a = ktg.Vocabulary.adapt(["banana", "apple"])
+    b = ktg.Vocabulary.adapt(tf.data.Dataset.from_tensor_slices(["apple", "banana"]))
+    assert a.get_vocabulary() == b.get_vocabulary()
+    assert a.tokens == sorted(a.tokens)
+
+
+def test_word_level_with_punctuation_and_limits():
+    texts = ["Hello, world!", "hello world", "Hello again, world."]
+    vocab = ktg.Vocabulary.adapt(texts, level="word", min_frequency=2)
+    assert set(vocab.tokens) == {"Hello", ",", "world"}
+    vocab = ktg.Vocabulary.adapt(texts, level="word", lowercase=True)
+    assert vocab.tokens[0] == "hello"  # the most frequent word comes first
+    ids = vocab.encode("hello, world!")
+    assert vocab.decode(ids).numpy().decode() == "hello, world!"
+    capped = ktg.Vocabulary.adapt(texts, level="word", max_tokens=2, lowercase=True)
+    assert len(capped.tokens) == 2
+
+
+def test_save_load_round_trip(tmp_path, vocab):
+    path = tmp_path / "vocab.json"
+    vocab.save(path)
+    loaded = ktg.Vocabulary.load(path)
+    assert loaded.get_vocabulary() == vocab.get_vocabulary()
+    assert json.loads(path.read_text())["eos_id"] == EOS_ID
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not a valid keras_textgen vocabulary"),
+    (json.dumps({"format_version": 1, "level": "char", "tokens": ["a"], "pad_id": 5, "oov_id": 1, "eos_id": 2}),
+     "reserved ids"),
+    (json.dumps({"format_version": 99, "tokens": []}), "format_version"),
+])
+def test_load_rejects_bad_files_naming_them(tmp_path, content, message):
+    path = tmp_path / "vocab.json"
+    path.write_text(content)
+    with pytest.raises(errors.ArtifactError, match=message) as info:
+        ktg.Vocabulary.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(errors.ArtifactError, match="not found"):
+        ktg.Vocabulary.load(tmp_path / "nope.json")
+
+
+def test_empty_corpus_has_no_vocabulary():
+    with pytest.raises(errors.DataError, match="no tokens"):
+        ktg.Vocabulary.adapt(["", ""])
+
+
+def test_emoji_and_combining_characters_round_trip():
+    texts = ["café 👍🏽", "e\u0301 ñ 日本語", "\U0001F600!"]
+    vocab = ktg.Vocabulary.adapt(texts)
+    assert [t.decode() for t in vocab.decode(vocab.encode(texts)).numpy()] == texts
+
+
+ALPHABET = list("abc xyzé👍\u0301\n")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=40))
+def test_any_text_round_trips_except_unknown_chars(text):
+    vocab = _property_vocab()
+    decoded = vocab.decode(vocab.encode(text)).numpy().decode()
+    expected = "".join(ch if ch in ALPHABET else "[UNK]" for ch in text)
+    assert decoded == expected
+
+
+_VOCAB = []
+
+
+def _property_vocab():
+    if not _VOCAB:
+        _VOCAB.append(ktg.Vocabulary(ALPHABET))
+    return _VOCAB[0]
