@@ -132,8 +132,9 @@ def cmd_evaluate(args):
     model, vocab, config = artifacts.load_model_dir(args.model)
     corpus = corpus_lib.load(args.corpus, mode=args.mode or config.get("mode"), column=args.column,
                              data_dir=args.data_dir, manual_dir=args.manual_dir)
-    ds = data.make_dataset(corpus.validation, vocab, mode=corpus.mode, batch_size=args.batch_size,
-                           seq_len=config.get("seq_len", 100), shuffle=False)
+    ds = data.with_known_cardinality(data.make_dataset(
+        corpus.validation, vocab, mode=corpus.mode, batch_size=args.batch_size,
+        seq_len=config.get("seq_len", 100), shuffle=False))
     loss = model.evaluate(ds, verbose=0, return_dict=True)["loss"]
     unit = "char" if vocab.level == "char" else "word"
     print(f"validation loss: {loss:.4f} nats/{unit}, {model_lib.bits(loss):.4f} bits/{unit}"

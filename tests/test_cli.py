@@ -1,0 +1,138 @@
+"""The command line, end to end on tiny models."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_textgen import cli
+from conftest import LINES, ROOT
+
+TINY = ["--units", "16", "--layers", "1", "--batch-size", "4", "--epochs", "2", "--steps-per-epoch", "3",
+        "--seed", "1", "--backup-every", "2"]
+
+
+def run_cli(*args):
+    """Runs the installed console script in a fresh process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    exe = os.path.join(os.path.dirname(sys.executable), "keras-textgen")
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    corpus = folder / "lines.txt"
+    corpus.write_text("\n".join(LINES * 3) + "\n")
+    model_dir = folder / "model"
+    assert cli.main(["train", "--corpus", str(corpus), "--out", str(model_dir), *TINY]) == 0
+    return corpus, model_dir
+
+
+def test_train_writes_the_model_directory(trained):
+    _, model_dir = trained
+    names = set(os.listdir(model_dir))
+    assert {"model.keras", "vocab.json", "config.json", "history.json", "history.png", "checkpoints", "logs"} <= names
+    assert "run" not in names and "backup" not in names  # in-progress state is gone once finished
+    history = json.loads((model_dir / "history.json").read_text())
+    assert history["epoch"] == [1, 2]
+    assert len(history["val_loss"]) == 2 and len(history["val_bits_per_token"]) == 2
+    assert (model_dir / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not [n for n in names if n.startswith(".")]  # no temporary files left behind
+
+
+def test_train_prints_samples(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(LINES) + "\n")
+    code = cli.main(["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), *TINY,
+                     "--sample-prompt", "the"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "[sample epoch 1 greedy] 'the' -> 'the" in out
+    assert "[sample epoch 2 T=0.8]" in out
+
+
+def test_generate_is_reproducible_across_processes(trained):
+    _, model_dir = trained
+    args = ["generate", "--model", str(model_dir), "--prompt", "the", "--prompt", "a d", "--max-length", "30",
+            "--temperature", "0.9", "--top-k", "5", "--seed", "3", "--json"]
+    first, second = run_cli(*args), run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    texts = json.loads(first.stdout)
+    assert len(texts) == 2
+    assert first.stdout == second.stdout
+
+
+def test_generate_plain_output_one_per_prompt(trained, capsys):
+    _, model_dir = trained
+    assert cli.main(["generate", "--model", str(model_dir), "--prompt", "the", "--prompt", "a",
+                     "--max-length", "10", "--temperature", "0"]) == 0
+    out = capsys.readouterr().out
+    first, second = out.split("-" * 40 + "\n")
+    assert first.startswith("the") and second.startswith("a")
+
+
+def test_evaluate_and_info(trained, capsys):
+    corpus, model_dir = trained
+    assert cli.main(["evaluate", "--model", str(model_dir), "--corpus", str(corpus)]) == 0
+    out = capsys.readouterr().out
+    assert "nats/char" in out and "bits/char" in out
+    assert cli.main(["info", "--model", str(model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "vocabulary:" in out and "pad=0, OOV=1, EOS=2" in out
+    assert "LSTM(16)" in out and "parameters:" in out and "history:" in out
+
+
+def test_help_for_every_command():
+    for command in ("train", "generate", "evaluate", "info", "export"):
+        result = run_cli(command, "--help")
+        assert result.returncode == 0 and "usage: keras-textgen" in result.stdout
+
+
+@pytest.mark.parametrize("make_corpus, message", [
+    (lambda d: d / "missing.txt", "corpus file not found"),
+    (lambda d: _write(d / "empty.txt", b""), "is empty"),
+    (lambda d: _write(d / "blank.txt", b"\n \n\t\n"), "is empty"),
+    (lambda d: _write(d / "latin1.txt", b"caf\xe9\nthe\n"), "not UTF-8"),
+])
+def test_bad_corpus_exits_2_and_keeps_the_existing_model(trained, tmp_path, make_corpus, message):
+    _, model_dir = trained
+    before = {n: (model_dir / n).read_bytes() for n in ("model.keras", "vocab.json", "history.json")}
+    result = run_cli("train", "--corpus", str(make_corpus(tmp_path)), "--out", str(model_dir), "--force", *TINY)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.startswith("keras-textgen: error: ") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert {n: (model_dir / n).read_bytes() for n in before} == before
+
+
+def test_finished_model_is_not_replaced_without_force(trained, capsys):
+    corpus, model_dir = trained
+    assert cli.main(["train", "--corpus", str(corpus), "--out", str(model_dir), *TINY]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["generate", "--model", "/nonexistent/model", "--prompt", "x"], "model directory not found"),
+    (["generate", "--model", "MODEL", "--prompt", "x", "--temperature", "-1"], "temperature"),
+    (["generate", "--model", "MODEL", "--prompt", "x", "--top-p", "0"], "top_p"),
+    (["generate", "--model", "MODEL", "--prompt", "x", "--max-length", "0"], "max_length"),
+    (["train", "--corpus", "CORPUS", "--out", "OUT", "--batch-size", "0"], "positive integer"),
+    (["train", "--corpus", "CORPUS", "--out", "OUT", "--mode", "chunks", "--seq-len", "5000"], "lower --seq-len"),
+    (["train", "--corpus", "tfds:no_such_dataset_xyz", "--out", "OUT"], "unknown TFDS dataset"),
+])
+def test_bad_arguments_exit_2_with_one_line(trained, tmp_path, args, message):
+    corpus, model_dir = trained
+    args = [{"MODEL": str(model_dir), "CORPUS": str(corpus), "OUT": str(tmp_path / "out")}.get(a, a) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
