@@ -86,6 +86,17 @@ def build_parser():
     _add_corpus_args(p)
     p.add_argument("--batch-size", type=_positive_int, default=64)
 
+    p = sub.add_parser("export", help="export for TensorFlow Serving or TFLite",
+                       description="Write saved_models/<name>/<version>/ (SavedModel) or saved_models/<name>.tflite.")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR")
+    p.add_argument("--format", choices=("saved_model", "tflite"), required=True)
+    p.add_argument("--name", help="served model / file name (default: the model directory's name)")
+    p.add_argument("--version", type=_positive_int, help="SavedModel version (default: highest existing + 1)")
+    p.add_argument("--force", action="store_true", help="replace an existing SavedModel version")
+    p.add_argument("--quantize", choices=("none", "dynamic", "float16"), default="none",
+                   help="TFLite weights: float32, int8 (dynamic range) or float16")
+    p.add_argument("--base-dir", default="saved_models", help="output folder (default: saved_models)")
+
     p = sub.add_parser("info", help="describe a trained model", description="Vocabulary, layers, history.")
     p.add_argument("--model", required=True, metavar="MODEL_DIR")
     return parser
@@ -166,7 +177,32 @@ def cmd_info(args):
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "info": cmd_info}
+def cmd_export(args):
+    import os as _os
+
+    from keras_textgen import export
+
+    if args.format == "saved_model":
+        if args.quantize != "none":
+            raise _usage("--quantize applies to --format tflite")
+        path = export.export_saved_model(args.model, base_dir=args.base_dir, name=args.name, version=args.version,
+                                         force=args.force)
+        print(f"SavedModel written to {path} (serve with model_base_path={_os.path.abspath(_os.path.dirname(path))})")
+    else:
+        if args.version is not None or args.force:
+            raise _usage("--version and --force apply to --format saved_model")
+        path = export.export_tflite(args.model, base_dir=args.base_dir, name=args.name, quantize=args.quantize)
+        print(f"TFLite model written to {path} ({_os.path.getsize(path):,} bytes)")
+    return 0
+
+
+def _usage(message):
+    from keras_textgen import errors
+
+    return errors.ConfigError(message)
+
+
+COMMANDS = {"train": cmd_train, "export": cmd_export, "generate": cmd_generate, "evaluate": cmd_evaluate, "info": cmd_info}
 
 
 def main(argv=None):

@@ -23,6 +23,16 @@ MAX_PROMPT_TOKENS = 2048
 MAX_GENERATE_TOKENS = 100_000
 
 
+class _KerasParts:
+    """The model and the layers a generation step calls (deliberately not trackable)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.encoding = model.get_layer("token_encoding")
+        self.recurrent = model_lib.recurrent_layers(model)
+        self.head = model.layers[-1]
+
+
 class TextGenerator(tf.Module):
     """A trained model and its vocabulary as graph functions: step, generate, score.
 
@@ -47,13 +57,16 @@ class TextGenerator(tf.Module):
         if model.output_shape[-1] != vocab.size:
             raise errors.ArtifactError(
                 f"the model predicts {model.output_shape[-1]} ids but the vocabulary has {vocab.size}")
-        self.model = model
+        # The Keras objects sit in a plain holder that tf.Module does not track:
+        # tracking the Keras model would make `tf.saved_model.save` write a
+        # second copy of every variable, which the TF1 loader of TensorFlow
+        # Serving restores while the functions read the first. The module
+        # tracks the underlying tf.Variables instead.
+        self._keras = _KerasParts(model)
+        self.model_variables = [v.value for v in model.variables]
         self.level = vocab.level
         self.lowercase = vocab.lowercase
         self.vocab_size = vocab.size
-        self.encoding = model.get_layer("token_encoding")
-        self.recurrent = model_lib.recurrent_layers(model)
-        self.head = model.layers[-1]
         # Lookup tables are plain TF resources built from constants, so a
         # SavedModel carries them and any loader (TF2 or the TF1 loader used by
         # TensorFlow Serving) initialises them with no side files.
@@ -64,7 +77,7 @@ class TextGenerator(tf.Module):
                 tf.constant(tokens), tf.range(vocab_lib.EOS_ID, vocab.size, dtype=tf.int64)),
             default_value=vocab_lib.OOV_ID)
         self.state_shapes = []
-        for layer in self.recurrent:
+        for layer in self._keras.recurrent:
             n_states = 2 if isinstance(layer, keras.layers.LSTM) else 1
             self.state_shapes.append([layer.units] * n_states)
 
@@ -92,15 +105,15 @@ class TextGenerator(tf.Module):
         Returns:
             `(logits [batch, V], new_states)`.
         """
-        x = self.encoding(tokens)
+        x = self._keras.encoding(tokens)
         new_states, i = [], 0
-        for layer, shapes in zip(self.recurrent, self.state_shapes):
+        for layer, shapes in zip(self._keras.recurrent, self.state_shapes):
             layer_states = list(states[i:i + len(shapes)])
             i += len(shapes)
             x, layer_new = layer.cell(x, layer_states, training=False)
             layer_new = layer_new if isinstance(layer_new, (list, tuple)) else [layer_new]
             new_states.extend(layer_new)
-        return self.head(x), new_states
+        return self._keras.head(x), new_states
 
     def prime(self, ids, lengths):
         """Runs right-padded prompt ids `[batch, T]` through the cells.
@@ -212,7 +225,7 @@ class TextGenerator(tf.Module):
         eos = tf.fill([batch, 1], vocab_lib.EOS_ID)
         inputs = tf.concat([eos, ids], axis=1).to_tensor(vocab_lib.PAD_ID)
         targets = tf.concat([ids, eos], axis=1).to_tensor(vocab_lib.PAD_ID)
-        logits = self.model(inputs, training=False)
+        logits = self._keras.model(inputs, training=False)
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
         real = tf.cast(tf.not_equal(targets, vocab_lib.PAD_ID), tf.float32)
         log_likelihood = -tf.reduce_sum(nll * real, axis=1)
