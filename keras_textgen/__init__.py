@@ -19,27 +19,31 @@ print(ktg.generate(model, vocab, ["def ", "The "], max_length=200, temperature=0
 
 __version__ = "0.1.0"
 
-from keras_textgen import corpus
-from keras_textgen import errors
-from keras_textgen import sampling as samplers
-from keras_textgen.artifacts import load_model_dir
-from keras_textgen.callbacks import BitsPerTokenLogger
-from keras_textgen.callbacks import SampleCallback
-from keras_textgen.data import make_dataset
-from keras_textgen.generation import TextGenerator
-from keras_textgen.generation import generate
-from keras_textgen.layers import TokenEncoding
-from keras_textgen.model import build_model
-from keras_textgen.sampling import GreedySampler
-from keras_textgen.sampling import RandomSampler
-from keras_textgen.sampling import TopKSampler
-from keras_textgen.sampling import TopPSampler
-from keras_textgen.training import TrainConfig
-from keras_textgen.training import train
-from keras_textgen.vocab import Vocabulary
+import importlib
 
-__all__ = [
-    "BitsPerTokenLogger", "GreedySampler", "RandomSampler", "SampleCallback", "TextGenerator", "TokenEncoding",
-    "TopKSampler", "TopPSampler", "TrainConfig", "Vocabulary", "build_model", "corpus", "errors", "generate",
-    "load_model_dir", "make_dataset", "samplers", "train",
-]
+# Public names -> the module that defines them. They are imported on first
+# use (PEP 562), so `keras-textgen --help` starts without loading TensorFlow
+# and the CLI can quiet TensorFlow's logging before it loads.
+_EXPORTS = {
+    "BitsPerTokenLogger": "callbacks", "SampleCallback": "callbacks",
+    "GreedySampler": "sampling", "RandomSampler": "sampling", "TopKSampler": "sampling", "TopPSampler": "sampling",
+    "TextGenerator": "generation", "generate": "generation",
+    "TokenEncoding": "layers", "build_model": "model", "make_dataset": "data",
+    "TrainConfig": "training", "train": "training", "Vocabulary": "vocab", "load_model_dir": "artifacts",
+    "export_saved_model": "export", "export_tflite": "export", "LiteGenerator": "lite",
+}
+_MODULES = {"corpus": "corpus", "errors": "errors", "samplers": "sampling", "export": "export", "lite": "lite"}
+
+__all__ = sorted([*_EXPORTS, *_MODULES])
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return importlib.import_module(f"keras_textgen.{_MODULES[name]}")
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"keras_textgen.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'keras_textgen' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -4,13 +4,45 @@ Bad input prints one line, `keras-textgen: error: ...`, and exits with code 2.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads (the package imports lazily)
 
 EXIT_USAGE = 2
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with its start-up chatter (CUDA probes, oneDNN notes) hidden.
+
+    TensorFlow writes those lines straight to file descriptor 2 before its
+    logging is configured, so TF_CPP_MIN_LOG_LEVEL cannot silence them. They
+    are captured and shown only if the import or device set-up fails.
+    """
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+_import_tensorflow_quietly()
+from keras_textgen.training import TrainConfig as D  # noqa: E402  (the one copy of the training defaults)
 
 
 def _positive_int(text):
@@ -41,29 +73,31 @@ def _add_corpus_args(p, required=True):
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="keras-textgen", description="Train LSTM text generators from tf.data and ship them.")
+        prog="keras-textgen", description="Train LSTM text generators from tf.data and ship them.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     p = sub.add_parser("train", help="train a model on a corpus", description="Train a model on a corpus.")
     _add_corpus_args(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where the model, vocabulary and history go")
-    p.add_argument("--level", choices=("char", "word"), default="char")
-    p.add_argument("--epochs", type=_positive_int, default=5)
-    p.add_argument("--steps-per-epoch", type=_positive_int, help="batches per epoch (default: one pass)")
-    p.add_argument("--validation-steps", type=_positive_int, help="validation batches (default: all)")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--seq-len", type=_positive_int, default=100, help="window length in chunks mode")
-    p.add_argument("--units", type=_positive_int, default=256)
-    p.add_argument("--layers", type=_positive_int, default=2)
-    p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
+    p.add_argument("--level", choices=("char", "word"), default=D.level, help="characters or words (with punctuation) as tokens")
+    p.add_argument("--epochs", type=_positive_int, default=D.epochs, help="training epochs")
+    p.add_argument("--steps-per-epoch", type=_positive_int, help="batches per epoch; unset = one pass over the data")
+    p.add_argument("--validation-steps", type=_positive_int, help="validation batches; unset = all")
+    p.add_argument("--batch-size", type=_positive_int, default=D.batch_size, help="examples per batch")
+    p.add_argument("--seq-len", type=_positive_int, default=D.seq_len, help="window length in chunks mode")
+    p.add_argument("--units", type=_positive_int, default=D.units, help="width of each recurrent layer")
+    p.add_argument("--layers", type=_positive_int, default=D.layers, help="stacked recurrent layers")
+    p.add_argument("--cell", choices=("lstm", "gru"), default=D.cell, help="recurrent cell")
     p.add_argument("--embedding-dim", type=_positive_int, help="use an embedding of this width (default: one-hot)")
-    p.add_argument("--dropout", type=_number, default=0.0)
-    p.add_argument("--learning-rate", type=_number, default=3e-3)
+    p.add_argument("--dropout", type=_number, default=D.dropout, help="dropout after each recurrent layer")
+    p.add_argument("--learning-rate", type=_number, default=D.learning_rate, help="Adam learning rate")
     p.add_argument("--max-tokens", type=_positive_int, help="vocabulary size cap (word level)")
-    p.add_argument("--min-frequency", type=_positive_int, default=1, help="drop rarer tokens (word level)")
+    p.add_argument("--min-frequency", type=_positive_int, default=D.min_frequency, help="drop rarer tokens (word level)")
     p.add_argument("--lowercase", action="store_true")
     p.add_argument("--seed", type=int, help="seed for reproducible runs")
-    p.add_argument("--backup-every", type=_positive_int, default=50, help="BackupAndRestore every N steps")
+    p.add_argument("--backup-every", type=_positive_int, default=D.backup_every, help="BackupAndRestore every N steps")
     p.add_argument("--sample-prompt", action="append", dest="sample_prompts",
                    help="prompt for the samples printed each epoch (repeatable)")
     p.add_argument("--strategy", choices=("mirrored", "multi-worker"), help="tf.distribute strategy")

@@ -10,8 +10,8 @@ from keras_textgen.layers import TokenEncoding
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
 
-def build_model(vocab, units=256, layers=2, cell="lstm", embedding_dim=None, dropout=0.0,
-                learning_rate=3e-3, clipnorm=1.0, compile=True):
+def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dropout=0.0,
+                learning_rate=5e-3, clipnorm=1.0, compile=True):
     """Builds (and compiles) the `keras.Sequential` next-token model.
 
     Padding is masked end to end: `TokenEncoding` maps the pad id to the zero

@@ -41,11 +41,11 @@ class TrainConfig:
     seq_len: int = 100
     max_line_length: int = data_lib.DEFAULT_MAX_LENGTH
     units: int = 256
-    layers: int = 2
+    layers: int = 1
     cell: str = "lstm"
     embedding_dim: int = None
     dropout: float = 0.0
-    learning_rate: float = 3e-3
+    learning_rate: float = 5e-3
     max_tokens: int = None
     min_frequency: int = 1
     lowercase: bool = False
