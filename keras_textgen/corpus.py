@@ -104,7 +104,8 @@ def _from_documents(name, source, documents, mode, validation_fraction):
         lines = [line for line in lines if line.strip()]
         if not lines:
             raise errors.DataError(f"corpus {source!r} is empty: it has no non-blank lines")
-        every = max(2, round(1.0 / validation_fraction))
+        # Every k-th line is held out; a short corpus still gets one validation line.
+        every = max(2, min(round(1.0 / validation_fraction), len(lines)))
         if len(lines) < 2:
             raise errors.DataError(
                 f"corpus {source!r} has {len(lines)} non-blank line; a train/validation split needs at least 2")

@@ -76,6 +76,8 @@ class TextGenerator(tf.Module):
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(tokens), tf.range(vocab_lib.EOS_ID, vocab.size, dtype=tf.int64)),
             default_value=vocab_lib.OOV_ID)
+        first = self._keras.recurrent[0]
+        self._one_hot_lstm = self._keras.encoding.output_dim is None and isinstance(first, keras.layers.LSTM)
         self.state_shapes = []
         for layer in self._keras.recurrent:
             n_states = 2 if isinstance(layer, keras.layers.LSTM) else 1
@@ -105,15 +107,39 @@ class TextGenerator(tf.Module):
         Returns:
             `(logits [batch, V], new_states)`.
         """
-        x = self._keras.encoding(tokens)
         new_states, i = [], 0
-        for layer, shapes in zip(self._keras.recurrent, self.state_shapes):
+        for n, (layer, shapes) in enumerate(zip(self._keras.recurrent, self.state_shapes)):
             layer_states = list(states[i:i + len(shapes)])
             i += len(shapes)
-            x, layer_new = layer.cell(x, layer_states, training=False)
+            if n == 0 and self._one_hot_lstm:
+                x, layer_new = self._first_lstm_step(tokens, layer_states)
+            else:
+                if n == 0:
+                    x = self._keras.encoding(tokens)
+                x, layer_new = layer.cell(x, layer_states, training=False)
             layer_new = layer_new if isinstance(layer_new, (list, tuple)) else [layer_new]
             new_states.extend(layer_new)
         return self._keras.head(x), new_states
+
+    def _first_lstm_step(self, tokens, states):
+        """The first LSTM cell on one-hot input, with the input matmul done as a row lookup.
+
+        `one_hot(id)[1:] @ kernel` is row `id - 1` of the kernel (and zero for
+        the pad id), so a gather replaces a `[batch, V] x [V, 4 units]`
+        matmul: a quarter of a one-layer model's work per generated token.
+        The rest is `keras.layers.LSTMCell`'s own arithmetic (gates i, f, c, o),
+        with the cell's own activations; tests check it against the Keras model.
+        """
+        cell = self._keras.recurrent[0].cell
+        h, c = states
+        rows = tf.gather(cell.kernel, tf.maximum(tokens - 1, 0))
+        z = rows * tf.cast(tokens > 0, rows.dtype)[:, None] + tf.matmul(h, cell.recurrent_kernel)
+        if cell.use_bias:
+            z = z + cell.bias
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
+        c = cell.recurrent_activation(z_f) * c + cell.recurrent_activation(z_i) * cell.activation(z_c)
+        h = cell.recurrent_activation(z_o) * cell.activation(c)
+        return h, [h, c]
 
     def prime(self, ids, lengths):
         """Runs right-padded prompt ids `[batch, T]` through the cells.

@@ -28,6 +28,14 @@ def test_lines_mode_split_is_deterministic_and_complete(text_file):
     assert len(texts(a.validation)) == 1  # every 10th line of 12
 
 
+def test_short_corpus_still_has_a_validation_line(tmp_path):
+    path = tmp_path / "five.txt"
+    path.write_text("one\ntwo\nthree\nfour\nfive\n")
+    corpus = ktg.corpus.load(str(path))
+    assert texts(corpus.validation) == ["five"]
+    assert texts(corpus.train) == ["one", "two", "three", "four"]
+
+
 def test_chunks_mode_keeps_the_text(text_file):
     corpus = ktg.corpus.load(str(text_file), mode="chunks")
     assert "".join(texts(corpus.train) + texts(corpus.validation)) == "\n".join(LINES) + "\n"
