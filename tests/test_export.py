@@ -171,6 +171,17 @@ def test_bad_requests_get_a_clear_error_and_the_model_keeps_serving(saved_model,
     assert ok["tokens"].shape == (1, 5)
 
 
+def test_prompt_over_the_limit_is_refused_by_the_server(saved_model):
+    from keras_textgen.generation import MAX_PROMPT_TOKENS
+
+    f = tf.saved_model.load(saved_model).signatures["serving_default"]
+    args = dict(max_length=tf.constant(5), temperature=tf.constant(0.0), top_k=tf.constant(0),
+                top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"longer than {MAX_PROMPT_TOKENS} tokens"):
+        f(prompt=tf.constant(["a" * (MAX_PROMPT_TOKENS + 1)]), **args)
+    assert f(prompt=tf.constant(["a" * MAX_PROMPT_TOKENS]), **args)["tokens"].shape == (1, 5)
+
+
 def test_tflite_has_only_builtin_ops(tflite_files):
     for path in tflite_files.values():
         report = io.StringIO()
