@@ -22,15 +22,10 @@ from keras_textgen import errors
 from keras_textgen import vocab as vocab_lib
 
 DEFAULT_MAX_LENGTH = 256
-
-
-def default_bucket_boundaries(max_length, growth=1.1):
-    """Sequence-length bucket edges growing by ~`growth`, so a batch wastes little padding."""
-    edges, edge = [], 8
-    while edge < max_length:
-        edges.append(edge)
-        edge = max(edge + 1, int(math.ceil(edge * growth)))
-    return edges
+# Lines mode works on windows of this many batches at a time (see lines_batches).
+WINDOW_BATCHES = 32
+# Random tokens of slack in the length sort, so batches change from epoch to epoch.
+LENGTH_JITTER = 2.0
 
 
 def make_targets(ids):
@@ -53,8 +48,8 @@ def make_dataset(texts, vocab, mode="lines", batch_size=64, seq_len=100, max_len
         seq_len: window length in chunks mode.
         max_length: in lines mode, longer lines are cut to this many tokens.
         shuffle: shuffle examples (with `seed`) each epoch.
-        bucket: in lines mode, batch lines of similar length together with
-            `bucket_by_sequence_length`, so little of each batch is padding.
+        bucket: in lines mode, batch lines of similar length together, so
+            little of each batch is padding (see `lines_batches`).
         cache: cache the encoded examples in memory after the first epoch.
         repeat: repeat forever (use with `steps_per_epoch`).
         seed: shuffle seed, for reproducible runs.
@@ -82,43 +77,91 @@ def make_dataset(texts, vocab, mode="lines", batch_size=64, seq_len=100, max_len
         raise errors.ConfigError(f"max_length must be at least 2, got {max_length}")
     if not isinstance(texts, tf.data.Dataset):
         texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
-    autotune = tf.data.AUTOTUNE
     batch_size = int(batch_size)
-
     if mode == "lines":
-        keep = int(max_length) - 1  # room for the EOS added on each side
-        ds = texts.map(vocab.encode, num_parallel_calls=autotune, deterministic=True)
-        ds = ds.filter(lambda ids: tf.size(ids) > 0)
-        ds = ds.map(lambda ids: make_targets(ids[:keep]), num_parallel_calls=autotune, deterministic=True)
+        ds = lines_batches(texts, vocab, batch_size, max_length=int(max_length), shuffle=shuffle, bucket=bucket,
+                           cache=cache, repeat=repeat, seed=seed, drop_remainder=drop_remainder)
     else:
-        window = int(seq_len) + 1
+        ds = chunk_batches(texts, vocab, batch_size, seq_len=int(seq_len), shuffle=shuffle, cache=cache,
+                           repeat=repeat, seed=seed, shuffle_buffer=shuffle_buffer, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
-        def windows(text):
-            ids = tf.concat([[vocab_lib.EOS_ID], vocab.encode(text)], axis=0)
-            n = tf.size(ids) // window
-            return tf.data.Dataset.from_tensor_slices(tf.reshape(ids[: n * window], [n, window]))
 
-        ds = texts.flat_map(windows).map(lambda w: (w[:-1], w[1:]), num_parallel_calls=autotune)
+def chunk_batches(texts, vocab, batch_size, seq_len=100, shuffle=True, cache=True, repeat=False, seed=None,
+                  shuffle_buffer=10_000, drop_remainder=False):
+    """Chunks mode: each document is `[EOS] + ids`, cut into windows of `seq_len + 1` ids."""
+    window = seq_len + 1
+
+    def windows(text):
+        ids = tf.concat([[vocab_lib.EOS_ID], vocab.encode(text)], axis=0)
+        n = tf.size(ids) // window
+        return tf.data.Dataset.from_tensor_slices(tf.reshape(ids[: n * window], [n, window]))
+
+    ds = texts.flat_map(windows).map(lambda w: (w[:-1], w[1:]), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    if mode == "chunks":
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    elif bucket:
-        boundaries = default_bucket_boundaries(int(max_length))
-        ds = ds.bucket_by_sequence_length(
-            element_length_func=lambda x, y: tf.shape(x)[0],
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            padding_values=(vocab_lib.PAD_ID, vocab_lib.PAD_ID),
-            drop_remainder=drop_remainder)
-    else:
-        ds = ds.padded_batch(batch_size, padding_values=(vocab_lib.PAD_ID, vocab_lib.PAD_ID),
-                             drop_remainder=drop_remainder)
-    return ds.prefetch(autotune)
+    return ds.batch(batch_size, drop_remainder=drop_remainder)
+
+
+def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuffle=True, bucket=True,
+                  cache=True, repeat=False, seed=None, drop_remainder=False):
+    """Lines mode, vectorised: whole windows of lines are encoded and batched at once.
+
+    `WINDOW_BATCHES * batch_size` lines are encoded in one `StringLookup`
+    call (a ragged batch), given EOS on both sides, and cached. Each epoch
+    the windows are shuffled, the lines of a window are sorted by length (plus
+    up to `LENGTH_JITTER` random tokens, drawn from `Dataset.random`, so the
+    batches differ between epochs) and cut into batches, which are shuffled
+    again. This is what `bucket_by_sequence_length` does, but per window
+    instead of per line: tf.data's per-element overhead is paid once per
+    window, which makes the pipeline several times faster on short lines,
+    and sorting packs batches tighter than fixed bucket boundaries.
+    With `bucket=False` the lines of a window are batched in random order
+    (or in corpus order when `shuffle=False`).
+    """
+    autotune = tf.data.AUTOTUNE
+    rows = batch_size * WINDOW_BATCHES
+    keep = max_length - 1  # room for the EOS added on each side
+
+    def encode_window(lines):
+        ids = vocab.encode(lines)[:, :keep]
+        ids = tf.ragged.boolean_mask(ids, ids.row_lengths() > 0)
+        eos = tf.fill(tf.stack([ids.nrows(), 1]), vocab_lib.EOS_ID)
+        return tf.concat([eos, ids], axis=1), tf.concat([ids, eos], axis=1)
+
+    def to_batches(x, y, seed_pair):
+        length = tf.cast(x.row_lengths(), tf.float32)
+        noise = tf.random.stateless_uniform(tf.shape(length), seed=seed_pair)
+        if bucket:
+            key = length + (noise * LENGTH_JITTER if shuffle else 0.0)
+            x, y = _reorder(x, y, tf.argsort(key, stable=True))
+        elif shuffle:
+            x, y = _reorder(x, y, tf.argsort(noise))
+        n = x.nrows() // batch_size if drop_remainder else (x.nrows() + batch_size - 1) // batch_size
+        return tf.data.Dataset.range(n).map(
+            lambda i: (x[i * batch_size:(i + 1) * batch_size].to_tensor(vocab_lib.PAD_ID),
+                       y[i * batch_size:(i + 1) * batch_size].to_tensor(vocab_lib.PAD_ID)))
+
+    ds = texts.batch(rows).map(encode_window, num_parallel_calls=autotune, deterministic=True)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(1024, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, seeds)).flat_map(lambda xy, s: to_batches(xy[0], xy[1], s))
+    if shuffle:
+        ds = ds.shuffle(2 * WINDOW_BATCHES, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def _reorder(x, y, order):
+    return tf.gather(x, order), tf.gather(y, order)
 
 
 def with_known_cardinality(dataset):
