@@ -1,0 +1,52 @@
+"""The benchmark's texts, loaded once per process with the package's own splits.
+
+* `shakespeare_lines`: the non-blank lines of tiny Shakespeare, split with
+  `keras_textgen.corpus.load(path, mode="lines")` (every 10th line is
+  validation). Both the baseline and the package get exactly these lists.
+* `shakespeare_chunks`: the same file as one document (chunks mode), for the
+  package only (the baseline has no chunks mode).
+* `python_docs`: the package's built-in corpus, as text (package, chunks
+  mode) and as its non-blank lines (baseline).
+"""
+
+import functools
+
+import keras_textgen as ktg
+
+
+def _strings(ds):
+    return [t.decode("utf-8") for t in ds.as_numpy_iterator()]
+
+
+@functools.lru_cache(maxsize=None)
+def shakespeare_lines(path):
+    """`(train_lines, validation_lines, vocab)`; the vocabulary is adapted on the training lines."""
+    corpus = ktg.corpus.load(path, mode="lines")
+    train, val = _strings(corpus.train), _strings(corpus.validation)
+    return train, val, ktg.Vocabulary.adapt(train)
+
+
+@functools.lru_cache(maxsize=None)
+def shakespeare_chunks(path):
+    """`(train_text, validation_text, vocab)`."""
+    corpus = ktg.corpus.load(path, mode="chunks")
+    (train,), (val,) = _strings(corpus.train), _strings(corpus.validation)
+    return train, val, ktg.Vocabulary.adapt([train])
+
+
+@functools.lru_cache(maxsize=None)
+def python_docs(max_chars=None):
+    """`(train_text, train_lines, vocab)`: the built-in corpus's training text, cut to `max_chars`."""
+    (text,) = _strings(ktg.corpus.load("python-docs", mode="chunks").train)
+    if max_chars:
+        text = text[:max_chars]
+    lines = [line.rstrip() for line in text.split("\n") if line.strip()]
+    return text, lines, ktg.Vocabulary.adapt([text])
+
+
+def first_chars(text, n):
+    """The first `n` characters, cut back to a line end when one is near."""
+    if n is None or len(text) <= n:
+        return text
+    cut = text.rfind("\n", 0, n)
+    return text[: cut + 1] if cut > n * 0.9 else text[:n]

@@ -1,0 +1,93 @@
+"""Section 1: pipeline throughput, real characters per second delivered by the dataset (no model).
+
+"Real" characters are target positions that are not padding (characters and
+EOS), counted the same way for both sides. The package's figure is a pass of
+`make_dataset(...)` with its defaults (shuffle, bucketing, batch 64), cold
+(`cache=False`: every pass tokenizes again, like the baseline) and cached
+(the default `cache=True`, i.e. every epoch after the first).
+"""
+
+import statistics
+
+import keras_textgen as ktg
+from keras_textgen import data as data_lib
+
+from bench import baseline as baseline_lib
+from bench import corpora
+from bench.measure import median_runs
+from bench.measure import ratio
+
+
+def package_pass_rate(texts, vocab, mode, batch_size, cache, runs, seed):
+    ds = ktg.make_dataset(texts, vocab, mode=mode, batch_size=batch_size, cache=cache, seed=seed)
+    real = data_lib.count_tokens(ds)  # also fills the cache when cache=True
+
+    def one_pass():
+        for _ in ds:
+            pass
+        return real
+
+    res = median_runs(one_pass, runs=runs, warmup=1)
+    row = {"impl": "package", "mode": mode, "batch_size": batch_size, "cache": cache,
+           "real_chars_per_pass": real, "seconds_per_pass": res["seconds"],
+           "real_chars_per_s": res["per_s"], "runs_seconds": res["runs_seconds"]}
+    if mode == "lines":
+        row["padding_fraction"] = data_lib.padding_fraction(ds)
+    return row
+
+
+def baseline_rate(lines, max_batches, runs, seed):
+    bl = baseline_lib.Baseline(lines, seed=seed)
+    results = [baseline_lib.measure_pipeline_throughput(bl, lines, max_batches=max_batches) for _ in range(runs)]
+    return {"impl": "baseline", "mode": "lines", "batch_size": bl.batch_size, "cache": False,
+            "real_chars_per_pass": results[0]["real_chars"], "batches": results[0]["batches"],
+            "seconds_per_pass": statistics.median(r["seconds"] for r in results),
+            "real_chars_per_s": statistics.median(r["real_chars_per_s"] for r in results),
+            "runs_seconds": [r["seconds"] for r in results],
+            "padding_fraction": results[0]["padding_fraction"]}
+
+
+def run(settings, log=print):
+    s = settings
+    rows = []
+    train, _, vocab = corpora.shakespeare_lines(s.data)
+    lines = train[: s.pipeline_lines] if s.pipeline_lines else train
+    base = baseline_rate(lines, s.pipeline_baseline_batches, s.repeats, s.seed)
+    rows.append({"corpus": "shakespeare", **base})
+    log(f"  baseline shakespeare lines: {base['real_chars_per_s']:,.0f} chars/s")
+    for cache in (False, True):
+        row = {"corpus": "shakespeare", **package_pass_rate(lines, vocab, "lines", 64, cache, s.repeats, s.seed)}
+        row["ratio_vs_baseline"] = ratio(row["real_chars_per_s"], base["real_chars_per_s"])
+        rows.append(row)
+        log(f"  package shakespeare lines cache={cache}: {row['real_chars_per_s']:,.0f} chars/s")
+
+    text, _, chunk_vocab = corpora.shakespeare_chunks(s.data)
+    text = corpora.first_chars(text, sum(len(x) + 1 for x in lines))  # the same amount of text as the lines
+    for cache in (False, True):
+        row = {"corpus": "shakespeare", **package_pass_rate([text], chunk_vocab, "chunks", 64, cache, s.repeats,
+                                                             s.seed)}
+        row["ratio_vs_baseline"] = ratio(row["real_chars_per_s"], base["real_chars_per_s"])
+        rows.append(row)
+        log(f"  package shakespeare chunks cache={cache}: {row['real_chars_per_s']:,.0f} chars/s")
+
+    doc_text, doc_lines, doc_vocab = corpora.python_docs(s.python_docs_chars)
+    doc_base = baseline_rate(doc_lines, s.pipeline_baseline_batches, s.repeats, s.seed)
+    rows.append({"corpus": "python-docs", **doc_base})
+    log(f"  baseline python-docs lines: {doc_base['real_chars_per_s']:,.0f} chars/s")
+    for cache in (False, True):
+        row = {"corpus": "python-docs", **package_pass_rate([doc_text], doc_vocab, "chunks", 64, cache, s.repeats,
+                                                             s.seed)}
+        row["ratio_vs_baseline"] = ratio(row["real_chars_per_s"], doc_base["real_chars_per_s"])
+        rows.append(row)
+        log(f"  package python-docs chunks cache={cache}: {row['real_chars_per_s']:,.0f} chars/s")
+
+    headline = next(r for r in rows if r["impl"] == "package" and r["mode"] == "lines" and not r["cache"])
+    cached = next(r for r in rows if r["impl"] == "package" and r["mode"] == "lines" and r["cache"])
+    return {"rows": rows,
+            "baseline_chars_per_s": base["real_chars_per_s"],
+            "package_chars_per_s": headline["real_chars_per_s"],
+            "ratio": headline["ratio_vs_baseline"],
+            "package_cached_chars_per_s": cached["real_chars_per_s"],
+            "ratio_cached": cached["ratio_vs_baseline"],
+            "note": "shakespeare lines, package cold (cache=False) at batch 64 vs baseline at batch 8; "
+                    "the chunks and python-docs rows compare with the baseline on the same text's lines"}

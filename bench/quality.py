@@ -1,0 +1,170 @@
+"""Section 3: quality at equal time: validation bits/char after the same wall-clock training budget.
+
+Baseline: the notebook model (LSTM 128, batch 8). Package: `build_model(vocab)`
+with its defaults, batch 64, lines mode. Same training and validation lines
+for both. Each trains once for `quality_seconds` of wall clock (tracing
+included); at `quality_checkpoints` points the clock is paused and the
+validation bits/char of a subset of validation lines is measured for the
+curve. The final figure uses every validation line, over real target
+positions only (characters + EOS; no padding) on both sides.
+"""
+
+import math
+import time
+
+import keras
+import tensorflow as tf
+import tf_keras
+
+import keras_textgen as ktg
+from keras_textgen import vocab as vocab_lib
+
+from bench import baseline as baseline_lib
+from bench import corpora
+
+LN2 = math.log(2.0)
+
+
+class _Clock:
+    """Stops `fit` after `budget` training seconds; evaluates at checkpoints with the clock paused."""
+
+    def _setup(self, budget, checkpoints, evaluate):
+        self.budget = float(budget)
+        self.marks = [budget * (i + 1) / checkpoints for i in range(checkpoints)]
+        self.evaluate = evaluate
+        self.curve = []       # (training seconds, validation bits/char)
+        self.steps = 0
+        self.paused = 0.0
+        self.elapsed = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        self.elapsed = time.perf_counter() - self._t0 - self.paused
+        if self.marks and self.elapsed >= self.marks[0]:
+            while self.marks and self.elapsed >= self.marks[0]:
+                self.marks.pop(0)
+            t = time.perf_counter()
+            self.curve.append((self.elapsed, float(self.evaluate())))
+            self.paused += time.perf_counter() - t
+        if self.elapsed >= self.budget:
+            self.model.stop_training = True
+
+
+class KerasClock(_Clock, keras.callbacks.Callback):
+    def __init__(self, *args):
+        keras.callbacks.Callback.__init__(self)
+        self._setup(*args)
+
+
+class TfKerasClock(_Clock, tf_keras.callbacks.Callback):
+    def __init__(self, *args):
+        tf_keras.callbacks.Callback.__init__(self)
+        self._setup(*args)
+
+
+def package_bits_per_char_fn(model):
+    """A function `dataset -> mean -log2 p(target)` over real target positions (target != pad), token-weighted."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)
+    def batch_sums(x, y):
+        logits = model(x, training=False)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        real = tf.cast(tf.not_equal(y, vocab_lib.PAD_ID), tf.float32)
+        return tf.reduce_sum(nll * real), tf.reduce_sum(real)
+
+    def bits_per_char(dataset):
+        total = count = 0.0
+        for x, y in dataset:
+            a, b = batch_sums(x, y)
+            total += float(a)
+            count += float(b)
+        return total / max(count, 1.0) / LN2
+
+    return bits_per_char
+
+
+def run_baseline(train, val, curve_val, settings):
+    s = settings
+    bl = baseline_lib.Baseline(train, units=s.units, seed=s.seed)
+    clock = TfKerasClock(s.quality_seconds, s.quality_checkpoints,
+                         lambda: bl.evaluate_bits_per_char(curve_val))
+    t0 = time.perf_counter()
+    bl.fit(train, epochs=1, steps_per_epoch=10**9, callbacks=[clock])
+    wall = time.perf_counter() - t0
+    bpc = bl.evaluate_bits_per_char(val)
+    bpc_no_first = bl.evaluate_bits_per_char(val, include_first_char=False)
+    return {"impl": "baseline", "model": f"LSTM({s.units}) x1, one-hot+Masking (unmasked), batch 8",
+            "params": int(bl.model.count_params()), "batch_size": bl.batch_size,
+            "train_seconds": clock.elapsed, "wall_seconds_with_evaluations": wall, "steps": clock.steps,
+            "val_bits_per_char": bpc, "val_bits_per_char_excluding_first_char": bpc_no_first,
+            "curve": clock.curve}
+
+
+def run_package(train, val, curve_val, vocab, settings):
+    s = settings
+    keras.utils.set_random_seed(s.seed)
+    model = ktg.build_model(vocab)  # the package defaults
+    train_ds = ktg.make_dataset(train, vocab, batch_size=64, repeat=True, seed=s.seed)
+    val_ds = ktg.make_dataset(val, vocab, batch_size=64, shuffle=False)
+    curve_ds = ktg.make_dataset(curve_val, vocab, batch_size=64, shuffle=False)
+    bits_per_char = package_bits_per_char_fn(model)
+    clock = KerasClock(s.quality_seconds, s.quality_checkpoints, lambda: bits_per_char(curve_ds))
+    t0 = time.perf_counter()
+    model.fit(train_ds, epochs=1, steps_per_epoch=10**9, verbose=0, shuffle=False, callbacks=[clock])
+    wall = time.perf_counter() - t0
+    bpc = bits_per_char(val_ds)
+    eval_loss = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
+    layers = ktg.model.recurrent_layers(model)
+    return {"impl": "package", "model": f"build_model(vocab) defaults: LSTM({layers[0].units}) x{len(layers)}, "
+                                         f"batch 64, bucketed lines",
+            "params": int(model.count_params()), "batch_size": 64,
+            "train_seconds": clock.elapsed, "wall_seconds_with_evaluations": wall, "steps": clock.steps,
+            "val_bits_per_char": bpc, "val_bits_per_char_model_evaluate": eval_loss / LN2,
+            "curve": clock.curve,
+            "_model": model}
+
+
+def plot(rows, png_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for row in rows:
+        xs, ys = zip(*row["curve"]) if row["curve"] else ((), ())
+        line, = ax.plot(xs, ys, marker="o", label=f"{row['impl']}: {row['model']}")
+        ax.plot([row["train_seconds"]], [row["val_bits_per_char"]], marker="*", markersize=12, linestyle="none",
+                color=line.get_color(), label=f"{row['impl']} final, all validation lines")
+    ax.set_xlabel("training seconds (wall clock, evaluation pauses excluded)")
+    ax.set_ylabel("validation bits / char (curve: a subset of lines)")
+    ax.set_title("Quality at equal time: tiny Shakespeare lines")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, format="png")
+    plt.close(fig)
+
+
+def run(settings, png_path, log=print):
+    s = settings
+    train, val, vocab = corpora.shakespeare_lines(s.data)
+    if s.smoke:
+        train = train[: s.train_lines]
+    val = val[: s.quality_val_lines] if s.quality_val_lines else val
+    curve_val = val[: s.quality_curve_val_lines]
+    base = run_baseline(train, val, curve_val, s)
+    log(f"  baseline: {base['val_bits_per_char']:.3f} bits/char after {base['train_seconds']:.0f}s, "
+        f"{base['steps']} steps")
+    pkg = run_package(train, val, curve_val, vocab, s)
+    pkg.pop("_model")
+    log(f"  package: {pkg['val_bits_per_char']:.3f} bits/char after {pkg['train_seconds']:.0f}s, {pkg['steps']} steps")
+    plot([base, pkg], png_path)
+    return {"rows": [base, pkg], "budget_seconds": s.quality_seconds,
+            "train_lines": len(train), "val_lines": len(val), "curve_val_lines": len(curve_val),
+            "baseline_bits_per_char": base["val_bits_per_char"], "package_bits_per_char": pkg["val_bits_per_char"],
+            "improvement_bits_per_char": base["val_bits_per_char"] - pkg["val_bits_per_char"],
+            "plot": png_path}

@@ -1,0 +1,132 @@
+"""The benchmark entry point runs (`--smoke`) and writes every section with numbers.
+
+Benchmarks are not tests: this only keeps `python -m bench.run` from rotting.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SHAKESPEARE_DIR
+
+sys.path.insert(0, str(ROOT))  # `bench` is a folder of the repository, not an installed package
+
+HEADLINES = {
+    "pipeline": ["baseline_chars_per_s", "package_chars_per_s", "ratio", "package_cached_chars_per_s"],
+    "training": ["baseline_chars_per_s", "default_chars_per_s", "best_chars_per_s", "ratio_best",
+                 "padding_bucketed_max", "padding_unbucketed_default"],
+    "quality": ["baseline_bits_per_char", "package_bits_per_char", "improvement_bits_per_char", "budget_seconds"],
+    "generation": ["baseline_single_chars_per_s", "package_single_chars_per_s", "single_ratio",
+                   "package_batch_chars_per_s"],
+    "memory": ["import_floor_mb", "baseline_train_mb", "package_train_mb", "baseline_generate_mb",
+               "package_generate_mb"],
+    "ceiling": ["peak_flops_per_s"],
+}
+ROW_NUMBERS = {
+    "pipeline": "real_chars_per_s", "training": "real_chars_per_s", "quality": "val_bits_per_char",
+    "memory": "peak_rss_mb", "ceiling": "fraction_of_peak",
+}
+
+
+def number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def has_module(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--out-dir", str(out), "--name", "smoke",
+         "--data", str(SHAKESPEARE_DIR / "input.txt")],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(out / "smoke.json") as f:
+        return out, json.load(f)
+
+
+def test_smoke_run_writes_every_section_with_numbers(smoke):
+    _, results = smoke
+    for section, keys in HEADLINES.items():
+        assert section in results, section
+        assert "error" not in results[section], results[section].get("error")
+        for key in keys:
+            assert number(results[section].get(key)), (section, key, results[section].get(key))
+        assert number(results[section]["section_seconds"])
+    for section, key in ROW_NUMBERS.items():
+        rows = results[section]["rows"]
+        assert rows and all(number(r[key]) for r in rows), (section, rows)
+    assert all(number(r["chars_per_s"]) for r in results["generation"]["rows"] if r.get("status") is None)
+
+
+def test_smoke_run_times_the_exports_when_the_modules_exist(smoke):
+    _, results = smoke
+    gen = results["generation"]
+    saved = [r for r in gen["rows"] if r["path"].startswith("SavedModel")]
+    steps = gen["tflite_step"]
+    assert saved and steps
+    if has_module("keras_textgen.export"):
+        assert all(number(r["chars_per_s"]) for r in saved), saved
+        if has_module("keras_textgen.lite"):
+            assert all(number(r["median_us"]) for r in steps), steps
+            assert number(gen["tflite_step_median_us"])
+    else:
+        assert all(r["status"].startswith("not available") for r in saved)
+
+
+def test_smoke_run_records_the_run_and_checks_the_targets(smoke):
+    out, results = smoke
+    meta = results["meta"]
+    assert meta["smoke"] is True and meta["date"] and "bench.run --smoke" in meta["command"]
+    assert meta["machine"]["cpu_model"] and meta["machine"]["usable_cores"] >= 1
+    assert meta["versions"]["tensorflow"] and meta["versions"]["keras"]
+    names = [t["name"] for t in results["targets"]]
+    assert names == ["pipeline", "pipeline_cached", "training", "padding", "quality", "generation_single",
+                     "generation_batch", "tflite_step"]
+    for t in results["targets"]:
+        if t["name"] != "tflite_step" or has_module("keras_textgen.lite"):
+            assert number(t["value"]) and t["met"] in (True, False), t
+    md = (out / "smoke.md").read_text()
+    assert "## Targets" in md and "## 6. Hardware ceiling" in md
+    assert (out / "smoke-quality.png").stat().st_size > 1000
+
+
+def test_training_flops_per_char_follows_the_layer_sizes():
+    from bench import measure
+
+    lstm = 2 * 4 * 128 * (66 + 128)
+    dense = 2 * 128 * 67
+    assert measure.training_flops_per_char(66, 128, 1, 67) == 3 * (lstm + dense)
+    two = 3 * (2 * 4 * 8 * (5 + 8) + 2 * 4 * 8 * (8 + 8) + 2 * 8 * 6)
+    assert measure.training_flops_per_char(5, 8, 2, 6) == two
+
+
+def test_targets_are_judged_in_the_right_direction():
+    from bench import report
+
+    results = {"pipeline": {"ratio": 25.0, "ratio_cached": 10.0},
+               "training": {"ratio_best": 12.0, "padding_bucketed_max": 0.2},
+               "quality": {"improvement_bits_per_char": 0.6},
+               "generation": {"single_ratio": 100.0, "package_batch_chars_per_s": 3e5, "tflite_step_median_us": 40.0}}
+    met = {t["name"]: t["met"] for t in report.targets(results)}
+    assert met == {"pipeline": True, "pipeline_cached": False, "training": True, "padding": False, "quality": True,
+                   "generation_single": False, "generation_batch": True, "tflite_step": True}
+    assert all(t["met"] is None for t in report.targets({}))
+    assert "| Target |" in report.markdown({"targets": report.targets(results)})
+
+
+def test_unknown_section_is_refused():
+    result = subprocess.run([sys.executable, "-m", "bench.run", "--only", "pipline"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "unknown section" in result.stderr
