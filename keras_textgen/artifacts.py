@@ -6,15 +6,23 @@
       config.json       how it was trained (corpus, level, mode, sizes, seed)
       history.json      per-epoch loss / bits per token, train and validation
       history.png       the loss curves
-      checkpoints/      ModelCheckpoint: best model by validation loss
-      backup/           BackupAndRestore state while training runs (removed at the end)
-      run/              the unfinished run's vocabulary, config and history.csv (removed at the end)
-      logs/             TensorBoard logs
+      checkpoints/      best.keras, the model with the best validation loss, and
+                        best.json, its {monitor, value, epoch} (kept across restarts)
+      backup/           keras_textgen.backup.BackupAndRestore while a run is unfinished:
+                        training_metadata.json (epoch, step, global step, weights file)
+                        and ckpt-<global step>.weights.h5 (weights + optimizer state),
+                        the current one and the previous one (removed at the end)
+      run/              the unfinished run's vocab.json, config.json and history.csv
+                        (removed at the end, before backup/)
+      logs/             TensorBoard logs (event files are appended, not atomic)
 
-Every file is written to a temporary name and renamed, so a crash never
-leaves a half-written file where a finished one is expected.
+Every other file is written to a hidden temporary name and renamed, so a
+crash never leaves a half-written file where a finished one is expected.
+`config.json` records `vocab_sha256`, the fingerprint of the vocabulary the
+model was trained with; `load_model_dir` refuses a `vocab.json` that differs.
 """
 
+import hashlib
 import json
 import os
 import zipfile
@@ -43,6 +51,12 @@ def path(model_dir, name):
 
 def is_model_dir(model_dir):
     return os.path.isfile(path(model_dir, MODEL_FILE))
+
+
+def vocab_fingerprint(vocab):
+    """SHA-256 of the vocabulary's level, lowercasing and tokens (id order): what the model's ids mean."""
+    payload = json.dumps([vocab.level, vocab.lowercase, vocab.get_vocabulary()], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def save_model(model, model_dir):
@@ -95,4 +109,9 @@ def load_model_dir(model_dir, compile=True):
             f"{path(model_dir, VOCAB_FILE)} has {vocab.size} ids but {model_path} predicts "
             f"{model.output_shape[-1]}: the vocabulary does not belong to this model")
     config = load_json(model_dir, CONFIG_FILE, default={})
+    expected = config.get("vocab_sha256") if isinstance(config, dict) else None
+    if expected and expected != vocab_fingerprint(vocab):
+        raise errors.ArtifactError(
+            f"{path(model_dir, VOCAB_FILE)} is not the vocabulary {model_path} was trained with "
+            f"(its fingerprint differs from vocab_sha256 in {path(model_dir, CONFIG_FILE)})")
     return model, vocab, config

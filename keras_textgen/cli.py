@@ -9,7 +9,10 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads (the package imports lazily)
+# Before TensorFlow loads (the package imports lazily). Level 3: TensorFlow's C++
+# "errors" here are notes such as "oneDNN supports DT_BOOL only on ..."; real
+# failures still reach the user as Python exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 EXIT_USAGE = 2
 
@@ -71,8 +74,15 @@ def _add_corpus_args(p, required=True):
     p.add_argument("--manual-dir", help="TensorFlow Datasets manual_dir (source files, for offline use)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors: `keras-textgen train: error: ...`, exit 2, no usage dump."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-textgen", description="Train LSTM text generators from tf.data and ship them.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -100,7 +110,10 @@ def build_parser():
     p.add_argument("--backup-every", type=_positive_int, default=D.backup_every, help="BackupAndRestore every N steps")
     p.add_argument("--sample-prompt", action="append", dest="sample_prompts",
                    help="prompt for the samples printed each epoch (repeatable)")
-    p.add_argument("--strategy", choices=("mirrored", "multi-worker"), help="tf.distribute strategy")
+    p.add_argument("--strategy", choices=("mirrored", "multi-worker", "tpu"),
+                   help="tf.distribute strategy; --batch-size is then per replica")
+    p.add_argument("--deterministic", action="store_true",
+                   help="enable TensorFlow op determinism (needs --seed): identical runs give identical weights")
     p.add_argument("--force", action="store_true", help="replace a finished model in MODEL_DIR")
 
     p = sub.add_parser("generate", help="generate text from a trained model",
@@ -147,8 +160,9 @@ def cmd_train(args):
         dropout=args.dropout, learning_rate=args.learning_rate, max_tokens=args.max_tokens,
         min_frequency=args.min_frequency, lowercase=args.lowercase, seed=args.seed,
         backup_every=args.backup_every, sample_prompts=tuple(args.sample_prompts or ("",)),
-        strategy=args.strategy, force=args.force)
-    _, _, history = training.train(config, args.out, verbose=2 if os.environ.get("CI") else "auto")
+        strategy=args.strategy, force=args.force, deterministic=args.deterministic)
+    # Keras's live progress bar on a terminal; one line per epoch in logs and CI.
+    _, _, history = training.train(config, args.out, verbose="auto" if sys.stdout.isatty() else 2)
     if history.get("val_loss"):
         print(f"Saved {args.out}: validation loss {history['val_loss'][-1]:.4f} nats = "
               f"{history['val_bits_per_token'][-1]:.3f} bits per {args.level}")

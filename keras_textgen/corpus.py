@@ -202,7 +202,10 @@ def _read_jsonl(path, text, columns):
         missing = [c for c in columns if c not in record]
         if missing:
             raise errors.DataError(f"{path} line {number} has no field {missing[0]!r}; it has {sorted(record)}")
-        rows.append(" ".join(str(record[c]).strip() for c in columns if record[c] is not None and str(record[c]).strip()))
+        row = " ".join(str(record[c]).strip() for c in columns if record[c] is not None and str(record[c]).strip())
+        if "\x00" in row:  # a JSON "\u0000" escape: the NUL check of _read_text cannot see it
+            raise errors.DataError(f"{path} line {number} contains a NUL character (\\u0000)")
+        rows.append(row)
     return rows
 
 

@@ -6,7 +6,9 @@ SavedModel layout, as TensorFlow Serving expects it::
 
 Serving watches `saved_models/<name>/` and serves the highest integer
 version. A version is written to a hidden temporary folder and renamed into
-place when complete, so a watching server never sees half a model.
+place when complete, so a watching server never sees half a model. A hidden
+folder left by a killed export is never taken for a version, and the next
+export removes it (`io_utils.remove_stale_temporaries`).
 
 TFLite files::
 
@@ -160,6 +162,7 @@ def export_saved_model(model_or_dir, vocab=None, base_dir=DEFAULT_BASE_DIR, name
     model, vocab = _load(model_or_dir, vocab)
     module = ServingModule(model, vocab)
     _check_writable(os.path.dirname(target))
+    io_utils.remove_stale_temporaries(os.path.dirname(target))  # hidden folders left by a killed export
     with io_utils.atomic_directory(target, overwrite=force) as tmp:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
     return target
@@ -271,6 +274,7 @@ def export_tflite(model_or_dir, vocab=None, base_dir=DEFAULT_BASE_DIR, name=None
     _check_writable(os.fspath(base_dir))
     flatbuffer, vocab_json = convert_tflite(model, vocab, quantize)
     paths = tflite_paths(base_dir, name)
+    io_utils.remove_stale_temporaries(base_dir)  # hidden files left by a killed export
     with io_utils.atomic_path(paths[quantize]) as tmp:
         with open(tmp, "wb") as f:
             f.write(flatbuffer)

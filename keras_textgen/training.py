@@ -7,6 +7,7 @@ the crash-safe model directory of `keras_textgen.artifacts`.
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -15,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from keras_textgen import artifacts
+from keras_textgen import backup
 from keras_textgen import callbacks as callbacks_lib
 from keras_textgen import corpus as corpus_lib
 from keras_textgen import data as data_lib
@@ -55,6 +57,7 @@ class TrainConfig:
     sample_length: int = 120
     strategy: str = None
     force: bool = False
+    deterministic: bool = False
 
     def validate(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "seq_len": self.seq_len,
@@ -77,10 +80,21 @@ class TrainConfig:
             raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.min_frequency < 1:
             raise errors.ConfigError(f"min_frequency must be >= 1, got {self.min_frequency!r}")
+        if self.strategy not in (None, "default") + STRATEGIES:
+            raise errors.ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.deterministic and self.seed is None:
+            raise errors.ConfigError("deterministic training needs a seed (--seed)")
 
 
-def prepare(config):
+def prepare(config, replicas=1):
     """Loads the corpus, adapts the vocabulary and builds train/validation datasets.
+
+    Args:
+        config: the `TrainConfig`.
+        replicas: replicas of the distribution strategy: batches hold
+            `config.batch_size * replicas` examples (the global batch), and
+            partial training batches are dropped when `replicas > 1` so every
+            replica gets an equal share.
 
     Returns:
         `(corpus, vocab, train_ds, val_ds)`.
@@ -89,14 +103,19 @@ def prepare(config):
                              data_dir=config.data_dir, manual_dir=config.manual_dir)
     vocab = Vocabulary.adapt(corpus.train, level=config.level, max_tokens=config.max_tokens,
                              min_frequency=config.min_frequency, lowercase=config.lowercase)
-    common = dict(vocab=vocab, mode=corpus.mode, batch_size=config.batch_size, seq_len=config.seq_len,
+    global_batch = config.batch_size * replicas
+    common = dict(vocab=vocab, mode=corpus.mode, batch_size=global_batch, seq_len=config.seq_len,
                   max_length=config.max_line_length, seed=config.seed)
+    drop = replicas > 1 or config.strategy == "tpu"
     repeat = config.steps_per_epoch is not None
-    train_ds = data_lib.make_dataset(corpus.train, repeat=repeat, **common)
-    val_ds = data_lib.with_known_cardinality(data_lib.make_dataset(corpus.validation, shuffle=False, **common))
+    train_ds = data_lib.make_dataset(corpus.train, repeat=repeat, drop_remainder=drop, **common)
+    # Keras splits each global batch between replicas and needs equal shares (a partial batch fails in
+    # its first-batch probe), so with several replicas partial batches are dropped, validation included.
+    val_ds = data_lib.with_known_cardinality(data_lib.make_dataset(corpus.validation, shuffle=False,
+                                                                   drop_remainder=drop, **common))
     has_examples = {"validation": int(val_ds.cardinality()) > 0}
     if repeat:  # an endless dataset: look at one batch of an unrepeated twin
-        twin = data_lib.make_dataset(corpus.train, cache=False, shuffle=False, **common)
+        twin = data_lib.make_dataset(corpus.train, cache=False, shuffle=False, drop_remainder=drop, **common)
         has_examples["training"] = any(True for _ in twin.take(1))
     else:
         train_ds = data_lib.with_known_cardinality(train_ds)
@@ -105,39 +124,51 @@ def prepare(config):
         if not ok:
             hint = (f" (shorter than one window of seq_len+1={config.seq_len + 1} tokens; lower --seq-len)"
                     if corpus.mode == "chunks" else "")
+            if drop:
+                hint += f" (with {replicas} replicas a global batch is {global_batch} examples; lower --batch-size)"
             raise errors.DataError(f"the {name} split of {config.corpus!r} yields no examples{hint}")
-    return corpus, vocab, train_ds, val_ds
+    # In-memory datasets have no files to shard: each worker takes every n-th batch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return corpus, vocab, train_ds.with_options(options), val_ds.with_options(options)
 
 
-def default_callbacks(model_dir, vocab, config, print_fn=print):
-    """The standard callbacks of a run: sampler, checkpoint, backup, TensorBoard, CSV history."""
+def default_callbacks(model_dir, vocab, config, print_fn=print, writer=True):
+    """The standard callbacks of a run: backup, sampler, best checkpoint, TensorBoard, history.
+
+    Every file they write is written atomically (see `keras_textgen.backup`).
+    With `writer=False` (a non-chief worker of a multi-worker run) only the
+    backup callback is kept, to restore; it writes nothing.
+    """
+    backup_cb = backup.BackupAndRestore(artifacts.path(model_dir, artifacts.BACKUP_DIR),
+                                        save_freq=config.backup_every, double_checkpoint=True,
+                                        delete_checkpoint=False, print_fn=print_fn if writer else None)
+    if not writer:
+        return [backup_cb]
     return [
+        backup_cb,  # first: see BackupAndRestore's docstring
         callbacks_lib.BitsPerTokenLogger(),
         callbacks_lib.SampleCallback(vocab, prompts=config.sample_prompts, temperatures=(0.0, 0.8),
                                      max_length=config.sample_length, seed=config.seed or 0,
                                      print_fn=print_fn),
-        keras.callbacks.ModelCheckpoint(artifacts.path(model_dir, os.path.join(artifacts.CHECKPOINT_DIR,
-                                                                                "best.keras")),
-                                        monitor="val_loss", save_best_only=True),
-        keras.callbacks.BackupAndRestore(artifacts.path(model_dir, artifacts.BACKUP_DIR),
-                                         save_freq=config.backup_every, double_checkpoint=True),
+        backup.BestModelCheckpoint(artifacts.path(model_dir, os.path.join(artifacts.CHECKPOINT_DIR, "best.keras")),
+                                   monitor="val_loss"),
         keras.callbacks.TensorBoard(artifacts.path(model_dir, artifacts.LOG_DIR), write_graph=False),
-        keras.callbacks.CSVLogger(artifacts.path(model_dir, os.path.join(artifacts.RUN_DIR, artifacts.HISTORY_CSV)),
-                                  append=True),
+        backup.HistoryCSV(artifacts.path(model_dir, os.path.join(artifacts.RUN_DIR, artifacts.HISTORY_CSV))),
     ]
 
 
 def read_history(csv_path):
-    """Per-epoch logs from the CSV logger; a resumed epoch's last row wins."""
+    """Per-epoch logs from the CSV history; a resumed epoch's last row wins."""
     if not os.path.exists(csv_path):
         return {}
     rows = {}
     with open(csv_path, newline="") as f:
         for row in csv.DictReader(f):
             try:
-                rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if k != "epoch" and v != ""}
-            except (KeyError, ValueError):
-                continue  # a row cut short by a crash
+                rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if k != "epoch" and v not in ("", None)}
+            except (KeyError, ValueError, TypeError):
+                continue  # a damaged row
     history = {"epoch": [e + 1 for e in sorted(rows)]}
     for e in sorted(rows):
         for k, v in rows[e].items():
@@ -170,57 +201,144 @@ def plot_history(history, png_path):
 def train(config, model_dir, print_fn=print, verbose="auto"):
     """Trains a model as `config` says and writes the model directory.
 
-    If `model_dir` holds an unfinished run (a `backup/` folder), training
-    resumes from its last backup; if it holds a finished model, it is only
-    replaced with `config.force`. Bad input fails before anything is written.
+    If `model_dir` holds an unfinished run (a `run/` folder), training
+    resumes from its last backup, at the epoch and step where it was taken;
+    if it holds a finished model, it is only replaced with `config.force`.
+    Bad input fails before anything is written.
+
+    With `config.strategy` the model is built under the strategy's scope and
+    `config.batch_size` is the batch of one replica: each step trains on a
+    global batch of `batch_size * replicas` examples. Under a multi-worker
+    strategy only the chief writes `model_dir`, which must be on storage
+    every worker sees (the workers restore from its `backup/`).
 
     Returns:
-        `(model, vocab, history_dict)`.
+        `(model, vocab, history_dict)`; the history is empty on a worker
+        that is not the chief.
     """
     config.validate()
     model_dir = os.fspath(model_dir)
+    # First of all: a multi-worker strategy must set up its collectives before any TensorFlow op runs.
+    strategy = get_strategy(config.strategy)
+    writer = bool(getattr(strategy.extended, "should_checkpoint", True))
     run_dir = artifacts.path(model_dir, artifacts.RUN_DIR)
+    backup_dir = artifacts.path(model_dir, artifacts.BACKUP_DIR)
     resuming = os.path.exists(os.path.join(run_dir, artifacts.VOCAB_FILE))
     if artifacts.is_model_dir(model_dir) and not resuming and not config.force:
         raise errors.ConfigError(f"{model_dir} already holds a trained model; pass --force to replace it")
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise errors.ConfigError(f"--out {model_dir} exists and is not a directory")
+    for folder in (model_dir, run_dir, artifacts.path(model_dir, artifacts.CHECKPOINT_DIR)):
+        if writer:
+            io_utils.remove_stale_temporaries(folder)  # hidden files left by a killed run
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    corpus, vocab, train_ds, val_ds = prepare(config)
+    corpus, vocab, train_ds, val_ds = prepare(config, replicas=strategy.num_replicas_in_sync)
+    state = None
     if resuming:
         saved = Vocabulary.load(os.path.join(run_dir, artifacts.VOCAB_FILE))
         if saved.get_vocabulary() != vocab.get_vocabulary():
             raise errors.ConfigError(
                 f"{run_dir} holds an unfinished run on another vocabulary; delete it or use another --out")
+        state = backup.read_state(backup_dir)
         print_fn(f"Resuming the unfinished run in {model_dir}")
-    else:
+    elif writer:
         for stale in (artifacts.BACKUP_DIR, artifacts.RUN_DIR):
             shutil.rmtree(artifacts.path(model_dir, stale), ignore_errors=True)
         os.makedirs(run_dir, exist_ok=True)
         vocab.save(os.path.join(run_dir, artifacts.VOCAB_FILE))
+    if state and config.steps_per_epoch is not None:
+        # The repeated, seeded pipeline is one stream over all epochs: start it where the backup was
+        # taken, so a resumed run sees the batches the uninterrupted run would have seen.
+        train_ds = train_ds.skip(state["global_step"])
     run_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
-    run_config.update(mode=corpus.mode, corpus_name=corpus.name, vocab_size=vocab.size)
-    artifacts.save_json(run_config, run_dir, artifacts.CONFIG_FILE)
+    run_config.update(mode=corpus.mode, corpus_name=corpus.name, vocab_size=vocab.size,
+                      vocab_sha256=artifacts.vocab_fingerprint(vocab),
+                      replicas=strategy.num_replicas_in_sync,
+                      global_batch_size=config.batch_size * strategy.num_replicas_in_sync)
+    if writer:
+        artifacts.save_json(run_config, run_dir, artifacts.CONFIG_FILE)
 
-    strategy = get_strategy(config.strategy)
     with strategy.scope():
         model = model_lib.build_model(vocab, units=config.units, layers=config.layers, cell=config.cell,
                                       embedding_dim=config.embedding_dim, dropout=config.dropout,
                                       learning_rate=config.learning_rate)
+    if config.strategy not in (None, "default"):
+        _build_from_spec(model, train_ds.element_spec)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
+        _reduce_scalar_logs_across_workers()
+    replicas = f", {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
     print_fn(f"Corpus {corpus.source!r} ({corpus.mode} mode), vocabulary of {vocab.size} ids, "
-             f"model of {model.count_params():,} parameters")
+             f"model of {model.count_params():,} parameters{replicas}")
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
               validation_steps=config.validation_steps, verbose=verbose,
               shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
-              callbacks=default_callbacks(model_dir, vocab, config, print_fn=print_fn))
+              callbacks=default_callbacks(model_dir, vocab, config, print_fn=print_fn, writer=writer))
+    if not writer:
+        return model, vocab, {}  # the chief writes the history
     history = read_history(os.path.join(run_dir, artifacts.HISTORY_CSV))
     finish(model, vocab, run_config, history, model_dir)
     return model, vocab, history
 
 
+def _build_from_spec(model, element_spec):
+    """Lets Keras build a distributed model from the dataset's spec instead of from a batch of it.
+
+    Under a distribution strategy Keras 3 (seen with 3.15) probes `fit`'s
+    and `evaluate`'s first batch before training and then starts the dataset
+    over. That has three costs: a new pass over a reshuffling dataset takes a
+    different order (so a distributed run would not see the batches a
+    single-device run sees, nor those a resumed run skips to); the probe
+    reduces the batch across replicas, which fails for partial batches; and
+    under a MultiWorkerMirroredStrategy of several workers it fails outright
+    ("Attempt to convert a value (PerReplica...) to a Tensor"). The probe only
+    needs shapes and dtypes, which the spec has.
+    """
+    original = model._maybe_symbolic_build
+
+    def probe(iterator=None, data_batch=None):
+        return original(data_batch=element_spec if data_batch is None else data_batch)
+
+    model._maybe_symbolic_build = probe
+
+
+def _reduce_scalar_logs_across_workers():
+    """Works around Keras 3 (seen with 3.15) under a MultiWorkerMirroredStrategy of several workers.
+
+    After each step Keras averages the logs over workers with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalar loss
+    and metrics ("Invalid reduction dimension 0 for input with 0
+    dimensions"; tensorflow/tensorflow#72388). Scalars are averaged with
+    `axis=None` instead; everything else goes to Keras unchanged.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if getattr(tf_trainer.reduce_per_replica, "_keras_textgen", False):
+        return
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            def mean(v):
+                scalar = getattr(getattr(v, "shape", None), "rank", None) == 0
+                return strategy.reduce("MEAN", v, axis=None) if scalar else original(v, strategy, reduction)
+            return tf.nest.map_structure(mean, values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._keras_textgen = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def finish(model, vocab, run_config, history, model_dir):
-    """Writes the finished run's files, each atomically, the model last."""
+    """Writes the finished run's files, each atomically, the model last; then drops the run state.
+
+    A kill at any point is safe: until `model.keras` is in place the run is
+    unfinished and resumes from its final backup (no epoch is trained again);
+    `run/` is removed before `backup/`, so a finished model never looks
+    unfinished.
+    """
     for key in ("loss", "val_loss"):
         if history.get(key):
             history[key.replace("loss", "bits_per_token")] = [model_lib.bits(v) for v in history[key]]
@@ -231,14 +349,60 @@ def finish(model, vocab, run_config, history, model_dir):
         plot_history(history, artifacts.path(model_dir, artifacts.PLOT_FILE))
     artifacts.save_model(model, model_dir)
     shutil.rmtree(artifacts.path(model_dir, artifacts.RUN_DIR), ignore_errors=True)
+    shutil.rmtree(artifacts.path(model_dir, artifacts.BACKUP_DIR), ignore_errors=True)
+
+
+STRATEGIES = ("mirrored", "multi-worker", "tpu")
 
 
 def get_strategy(name):
-    """`None`/"default" -> the default strategy; "mirrored"; "multi-worker" (reads `TF_CONFIG`)."""
+    """The `tf.distribute` strategy for `--strategy`; create it before any other TensorFlow op runs.
+
+    * `None` / `"default"`: the default strategy (one device).
+    * `"mirrored"`: `MirroredStrategy` over every local GPU, or over every
+      logical CPU device when there is no GPU (configure several with
+      `tf.config.set_logical_device_configuration` to test on a laptop).
+    * `"multi-worker"`: `MultiWorkerMirroredStrategy`; the cluster and this
+      worker's role come from the `TF_CONFIG` environment variable.
+    * `"tpu"`: `TPUStrategy` on the TPU named by `TPU_NAME` (default
+      `"local"`, a Cloud TPU VM).
+    """
     if name in (None, "default"):
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multi-worker":
+        _check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise errors.ConfigError(f"strategy must be 'mirrored' or 'multi-worker', got {name!r}")
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", "local"))
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise errors.ConfigError(f"--strategy tpu: no TPU found ({first})") from None
+        return tf.distribute.TPUStrategy(resolver)
+    raise errors.ConfigError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def _check_tf_config():
+    """A clear error for a `TF_CONFIG` that MultiWorkerMirroredStrategy would choke on."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return  # one worker: the strategy runs alone
+    try:
+        tf_config = json.loads(text)
+    except ValueError as e:
+        raise errors.ConfigError(f"TF_CONFIG is not valid JSON ({e})") from None
+    cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
+    task = tf_config.get("task") if isinstance(tf_config, dict) else None
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise errors.ConfigError('TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": '
+                                 '["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}')
+    kind, index = task.get("type"), task.get("index")
+    members = cluster.get(kind)
+    if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
+        raise errors.ConfigError(f"TF_CONFIG task {task!r} is not in its cluster {sorted(cluster)}")

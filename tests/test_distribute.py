@@ -1,0 +1,169 @@
+"""tf.distribute on one machine: MirroredStrategy over 2 logical CPUs, MultiWorkerMirroredStrategy over 2 processes.
+
+Tolerance: a distributed run must match a single-device run on the same
+global batch (per-replica batch x replicas) to 1e-4 relative in every
+epoch's training and validation loss. Both runs start from the same seeded
+weights and see the same batches, so the only difference allowed is the
+order of floating-point sums across replicas (in practice they agree to
+float32 precision).
+"""
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import keras_textgen as ktg
+from keras_textgen import artifacts, backup
+from conftest import LINES
+
+RTOL = 1e-4
+EXE = os.path.join(os.path.dirname(sys.executable), "keras-textgen")
+SEED = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))
+EPOCHS, STEPS, PER_REPLICA = 3, 6, 4
+COMMON = ["--mode", "chunks", "--seq-len", "16", "--units", "8", "--layers", "1", "--epochs", str(EPOCHS),
+          "--steps-per-epoch", str(STEPS), "--validation-steps", "1", "--seed", "3", "--backup-every", "2",
+          "--sample-prompt", "a"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dist") / "lines.txt"
+    path.write_text("\n".join(LINES * 20) + "\n")
+    return path
+
+
+def env(**extra):
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1", **extra}
+
+
+def history(model_dir):
+    return json.load(open(os.path.join(model_dir, artifacts.HISTORY_FILE)))
+
+
+def assert_same_losses(got, want):
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(got[key], want[key], rtol=RTOL, err_msg=key)
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+
+    # Two logical CPU devices; this must happen before TensorFlow initialises its devices.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from keras_textgen import cli, training
+
+    corpus, out, per_replica = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    args = json.loads(sys.argv[4])
+    code = cli.main(["train", "--corpus", corpus, "--out", out + "/mirrored", "--strategy", "mirrored",
+                     "--batch-size", str(per_replica), *args])
+    assert code == 0
+    # The Python API on one device, with the same global batch.
+    parser = cli.build_parser()
+    ns = parser.parse_args(["train", "--corpus", corpus, "--out", out + "/single", "--batch-size",
+                            str(2 * per_replica), *args])
+    config = training.TrainConfig(corpus=corpus, mode=ns.mode, seq_len=ns.seq_len, units=ns.units, layers=ns.layers,
+                                  epochs=ns.epochs, steps_per_epoch=ns.steps_per_epoch,
+                                  validation_steps=ns.validation_steps, seed=ns.seed, batch_size=ns.batch_size,
+                                  backup_every=ns.backup_every, sample_prompts=tuple(ns.sample_prompts))
+    training.train(config, out + "/single", print_fn=lambda *_: None, verbose=0)
+    print(json.dumps({"devices": [d.name for d in tf.config.list_logical_devices("CPU")]}))
+""")
+
+
+def test_mirrored_over_two_logical_cpus_matches_one_device(corpus, tmp_path):
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(corpus), str(tmp_path), str(PER_REPLICA),
+                             json.dumps(COMMON)], capture_output=True, text=True, timeout=600, env=env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(json.loads(result.stdout.strip().splitlines()[-1])["devices"]) == 2
+    assert f"{2} replicas" in result.stdout
+    config = json.load(open(tmp_path / "mirrored" / artifacts.CONFIG_FILE))
+    assert (config["replicas"], config["global_batch_size"]) == (2, 2 * PER_REPLICA)
+    assert_same_losses(history(tmp_path / "mirrored"), history(tmp_path / "single"))
+    assert int(ktg.load_model_dir(tmp_path / "mirrored")[0].optimizer.iterations) == EPOCHS * STEPS
+
+
+def free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def start_workers(corpus, out):
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [EXE, "train", "--corpus", str(corpus), "--out", str(out), "--strategy", "multi-worker",
+             "--batch-size", str(PER_REPLICA), *COMMON],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(TF_CONFIG=tf_config)))
+    return procs
+
+
+def wait_all(procs, timeout=300):
+    results = [p.communicate(timeout=timeout) for p in procs]
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in results]
+
+
+def test_multi_worker_matches_one_device_and_resumes_after_a_worker_is_killed(corpus, tmp_path):
+    """Two workers (TF_CONFIG, 127.0.0.1) with half the global batch each, killed and restarted.
+
+    Worker 1 is killed at a random moment after the chief's first backup, then the chief (as a
+    cluster manager restarts a failed job); both are restarted and resume from the chief's last
+    backup. The run must end where a one-device run with the global batch ends.
+    """
+    reference = subprocess.Popen([EXE, "train", "--corpus", str(corpus), "--out", str(tmp_path / "single"),
+                                  "--batch-size", str(2 * PER_REPLICA), *COMMON],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    out = tmp_path / "workers"
+    procs = start_workers(corpus, out)
+    backup_dir = out / artifacts.BACKUP_DIR
+    deadline = time.monotonic() + 240
+    while not (backup.read_state(backup_dir) or {}).get("global_step"):
+        assert all(p.poll() is None for p in procs), [p.communicate()[1][-2000:] for p in procs]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(random.Random(SEED).uniform(0.0, 0.5))
+    procs[1].send_signal(signal.SIGKILL)
+    time.sleep(0.2)
+    if procs[0].poll() is None:
+        procs[0].send_signal(signal.SIGKILL)
+    for p in procs:
+        p.communicate(timeout=60)
+    state = backup.read_state(backup_dir)
+    assert state["global_step"] < EPOCHS * STEPS, f"the run finished before the kill (seed {SEED})"
+
+    chief_out, worker_out = wait_all(start_workers(corpus, out))
+    wait_all([reference])
+    assert "2 replicas" in chief_out
+    assert (f"Resuming from the backup at epoch {state['epoch'] + 1}, step {state['step']} "
+            f"(global step {state['global_step']})") in chief_out
+    assert "Saved" in chief_out and "Saved" not in worker_out  # only the chief writes the model directory
+    model = ktg.load_model_dir(out)[0]
+    assert int(model.optimizer.iterations) == EPOCHS * STEPS
+    got, want = history(out), history(tmp_path / "single")
+    assert got["epoch"] == list(range(1, EPOCHS + 1))
+    np.testing.assert_allclose(got["val_loss"], want["val_loss"], rtol=RTOL, err_msg=f"seed {SEED}")
+    whole_epochs = [e for e in range(EPOCHS) if not (e == state["epoch"] and state["step"])]  # not cut by the kill
+    np.testing.assert_allclose([got["loss"][e] for e in whole_epochs], [want["loss"][e] for e in whole_epochs],
+                               rtol=RTOL, err_msg=f"seed {SEED}")
+    reference_model = ktg.load_model_dir(tmp_path / "single")[0]
+    for a, b in zip(model.get_weights(), reference_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-6, err_msg=f"seed {SEED}, state {state}")
