@@ -147,7 +147,10 @@ def default_callbacks(model_dir, vocab, config, print_fn=print, writer=True):
         return [backup_cb]
     return [
         backup_cb,  # first: see BackupAndRestore's docstring
-        callbacks_lib.BitsPerTokenLogger(),
+        callbacks_lib.BitsPerTokenLogger(),  # before the progress bar, which prints its logs
+        # Listed here so it ends the epoch's progress line before the samples
+        # print (Keras otherwise appends its own progress bar after all callbacks).
+        keras.callbacks.ProgbarLogger(),
         callbacks_lib.SampleCallback(vocab, prompts=config.sample_prompts, temperatures=(0.0, 0.8),
                                      max_length=config.sample_length, seed=config.seed or 0,
                                      print_fn=print_fn),

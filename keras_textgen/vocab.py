@@ -92,9 +92,13 @@ class Vocabulary:
             raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
         tokens = list(tokens)
         reserved = {PAD_TOKEN, OOV_TOKEN, EOS_TOKEN}
-        bad = [t for t in tokens if t in reserved or not isinstance(t, str)]
+        # StringLookup stores its vocabulary as a NumPy unicode array, which drops
+        # trailing NULs: "\x00" would become the pad token. NUL is therefore never
+        # a token (adapt leaves it out, so it encodes as OOV).
+        bad = [t for t in tokens if t in reserved or not isinstance(t, str) or t.endswith("\x00")]
         if bad:
-            raise errors.ConfigError(f"vocabulary tokens may not be reserved or non-strings: {bad[:3]!r}")
+            raise errors.ConfigError(
+                f"vocabulary tokens may not be reserved, end in NUL, or be non-strings: {bad[:3]!r}")
         if len(set(tokens)) != len(tokens):
             raise errors.ConfigError("vocabulary tokens must be unique")
         if not tokens:
@@ -189,6 +193,8 @@ class Vocabulary:
                 counter[tok.decode("utf-8")] += n
         for reserved in (PAD_TOKEN, OOV_TOKEN, EOS_TOKEN):
             counter.pop(reserved, None)
+        for token in [t for t in counter if t.endswith("\x00")]:
+            del counter[token]  # see __init__: NUL cannot be a StringLookup token
         items = sorted((kv for kv in counter.items() if kv[1] >= min_frequency), key=lambda kv: (-kv[1], kv[0]))
         if max_tokens is not None:
             items = items[:max_tokens]

@@ -332,13 +332,13 @@ def test_property_any_unicode_round_trips_except_oov(known, text):
     assert full.decode(full.encode(own)).numpy().decode("utf-8") == own
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "bug in vocab.py (not fixed here): StringLookup turns the token list into a NumPy unicode array, which "
-    "drops a trailing NUL, so the token '\\x00' collides with the pad token ''. File corpora reject NUL; "
-    "text given to the Python API or from TFDS does not."))
 def test_nul_character_in_a_vocabulary():
+    """NUL never becomes a token (StringLookup would confuse it with padding): it encodes as OOV."""
     vocab = ktg.Vocabulary.adapt(["a\x00b"])
-    assert vocab.decode(vocab.encode("a\x00b")).numpy().decode() == "a\x00b"
+    assert vocab.tokens == ["a", "b"]
+    assert vocab.decode(vocab.encode("a\x00b")).numpy().decode() == "a[UNK]b"
+    with pytest.raises(ktg.errors.ConfigError, match="NUL"):
+        ktg.Vocabulary(["a", "\x00"])
 
 
 @settings(max_examples=15, deadline=None)
