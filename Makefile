@@ -1,4 +1,5 @@
-# The two commands of the README:
+# The two commands of the README (both can be run again: run retrains with --force and
+# exports a new SavedModel version):
 #   make run   -> set up .venv, train briefly on the built-in corpus, print samples, export
 #   make test  -> set up .venv, run the test suite
 PYTHON ?= python3
@@ -20,7 +21,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/keras-textgen train --corpus python-docs --out $(MODEL_DIR) --epochs $(EPOCHS) --steps-per-epoch $(STEPS) --seed 1
+	$(BIN)/keras-textgen train --corpus python-docs --out $(MODEL_DIR) --epochs $(EPOCHS) --steps-per-epoch $(STEPS) --seed 1 --force
 	$(BIN)/keras-textgen generate --model $(MODEL_DIR) --prompt "def " --prompt "The " --max-length 200 --temperature 0.5 --seed 7
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format saved_model --name python-docs
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format tflite --name python-docs

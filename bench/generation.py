@@ -18,6 +18,7 @@ cannot be imported.
 """
 
 import importlib
+import os
 import shutil
 import statistics
 import tempfile
@@ -131,7 +132,7 @@ def run(settings, log=print):
         train = train[: s.train_lines]
     single = "ROMEO:"
     batch_prompts = [line[:12] for line in val[: s.gen_batch]]
-    rows, step_rows = [], []
+    rows, step_rows, sizes = [], [], {}
 
     # -- baseline ------------------------------------------------------------
     bl = baseline_lib.Baseline(train, units=s.units, seed=s.seed)
@@ -171,6 +172,8 @@ def run(settings, log=print):
         else:
             try:
                 path = export.export_saved_model(model, vocab, base_dir=tmp, name="bench", version=1)
+                sizes["SavedModel (folder)"] = sum(os.path.getsize(os.path.join(d, f))
+                                                   for d, _, files in os.walk(path) for f in files)
                 serve = tf.saved_model.load(path).signatures["serving_default"]
                 for prompts, length in cases:
                     res = time_saved_model(serve, prompts, length, s.gen_runs)
@@ -186,9 +189,11 @@ def run(settings, log=print):
             step_rows.append({"path": "TFLite float32 step, signature runner (1 token)", "median_us": None,
                               "status": status})
         else:
-            for quantize, label in (("none", "TFLite float32"), ("dynamic", "TFLite int8 weights")):
+            for quantize, label in (("none", "TFLite float32"), ("dynamic", "TFLite int8 weights"),
+                                    ("float16", "TFLite float16 weights")):
                 try:
                     path = export.export_tflite(model, vocab, base_dir=tmp, name="bench", quantize=quantize)
+                    sizes[label] = os.path.getsize(path)
                     lite_gen = lite.LiteGenerator(path)
                     step_rows += lite_step_rows(lite_gen, label, s.tflite_step_calls)
                     if quantize == "none":
@@ -220,7 +225,9 @@ def run(settings, log=print):
     batch_rates = [r["chars_per_s"] for r in rows if r["impl"] == "package" and r["prompts"] == s.gen_batch
                    and r.get("chars_per_s") is not None]
     tflite_step = next((r for r in step_rows if r["path"] == "TFLite float32 step, signature runner (1 token)"), {})
-    return {"rows": rows, "tflite_step": step_rows,
+    for label, size in sizes.items():
+        log(f"  artifact size {label}: {size:,} bytes")
+    return {"rows": rows, "tflite_step": step_rows, "artifact_bytes": sizes,
             "baseline_single_chars_per_s": base_rate,
             "package_single_chars_per_s": single_fn.get("chars_per_s"),
             "single_ratio": ratio(single_fn.get("chars_per_s"), base_rate),

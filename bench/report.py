@@ -161,6 +161,9 @@ def markdown(results):
             out += ["", _table(["TFLite step", "Median us", "p90 us"],
                                [[r["path"], _n(r.get("median_us"), 1) if r.get("median_us") is not None
                                  else r.get("status", "n/a"), _n(r.get("p90_us"), 1)] for r in steps])]
+        sizes = sec.get("artifact_bytes") or {}
+        if sizes:
+            out += ["", _table(["Artifact (default model)", "Bytes"], [[k, _n(v)] for k, v in sizes.items()])]
         out += ["", sec.get("note", ""), _err(sec), ""]
 
     sec = results.get("memory")
