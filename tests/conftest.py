@@ -56,3 +56,15 @@ def tiny_model(vocab):
     ds = ktg.make_dataset(LINES, vocab, batch_size=4, seed=0)
     model.fit(ds, epochs=2, verbose=0)
     return model
+
+
+def train_tiny_model_dir(folder, **config):
+    """Trains a tiny model on LINES with `keras_textgen.train` and returns its model directory."""
+    from keras_textgen import training
+
+    corpus = folder / "lines.txt"
+    corpus.write_text("\n".join(LINES * 4) + "\n")
+    settings = dict(corpus=str(corpus), batch_size=8, epochs=1, steps_per_epoch=6, seed=0)
+    settings.update(config)
+    training.train(training.TrainConfig(**settings), folder / "model", print_fn=lambda *_: None, verbose=0)
+    return folder / "model"

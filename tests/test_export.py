@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 import keras_textgen as ktg
-from keras_textgen import cli, errors, export, training
+from keras_textgen import cli, errors, export
 from keras_textgen.lite import LiteGenerator
-from conftest import LINES
+from conftest import LINES, train_tiny_model_dir
 
 PROMPTS = ["the cat", "", "€ unknown ☃", "a dog"]
 REQUEST = dict(max_length=40, temperature=0.0, top_k=0, top_p=1.0, seed=0)
@@ -24,13 +24,8 @@ BLOCK_KERAS = "import sys; sys.modules['keras'] = sys.modules['tf_keras'] = None
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("export")
-    corpus = folder / "lines.txt"
-    corpus.write_text("\n".join(LINES * 4) + "\n")
-    config = training.TrainConfig(corpus=str(corpus), units=24, layers=2, batch_size=8, epochs=2,
-                                  steps_per_epoch=10, seed=3, learning_rate=1e-2)
-    training.train(config, folder / "model", print_fn=lambda *_: None, verbose=0)
-    return folder / "model"
+    return train_tiny_model_dir(tmp_path_factory.mktemp("export"), units=24, layers=2, epochs=2,
+                                steps_per_epoch=10, seed=3, learning_rate=1e-2)
 
 
 @pytest.fixture(scope="module")

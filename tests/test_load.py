@@ -12,8 +12,8 @@ import tempfile
 import pytest
 import tensorflow as tf
 
-from keras_textgen import export, training
-from conftest import LINES
+from keras_textgen import export
+from conftest import train_tiny_model_dir
 from load_saved_model import make_requests, run_load, summary
 
 THREADS, PER_THREAD = 8, 200
@@ -22,12 +22,8 @@ THREADS, PER_THREAD = 8, 200
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory):
     folder = tmp_path_factory.mktemp("load")
-    corpus = folder / "lines.txt"
-    corpus.write_text("\n".join(LINES * 4) + "\n")
-    config = training.TrainConfig(corpus=str(corpus), units=16, layers=1, batch_size=8, epochs=1,
-                                  steps_per_epoch=6, validation_steps=1, seed=4, sample_length=2)
-    training.train(config, folder / "model", print_fn=lambda *_: None, verbose=0)
-    path = export.export_saved_model(folder / "model", base_dir=folder / "saved_models", name="toy")
+    model_dir = train_tiny_model_dir(folder, units=16, layers=1, validation_steps=1, seed=4, sample_length=2)
+    path = export.export_saved_model(model_dir, base_dir=folder / "saved_models", name="toy")
     loaded = tf.saved_model.load(path)
     tokens = [t.decode() for t in loaded.signatures["vocabulary"]()["tokens"].numpy()]
     return loaded, loaded.signatures["serving_default"], tokens
