@@ -1,10 +1,9 @@
 """Training callbacks: the live sampler and a bits-per-token logger."""
 
-import math
-
 import keras
 
 from keras_textgen import generation
+from keras_textgen import model as model_lib
 
 
 class SampleCallback(keras.callbacks.LambdaCallback):
@@ -65,4 +64,4 @@ class BitsPerTokenLogger(keras.callbacks.Callback):
             return
         for prefix in ("", "val_"):
             if f"{prefix}loss" in logs:
-                logs[f"{prefix}bits_per_token"] = float(logs[f"{prefix}loss"]) / math.log(2.0)
+                logs[f"{prefix}bits_per_token"] = model_lib.bits(float(logs[f"{prefix}loss"]))

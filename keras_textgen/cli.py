@@ -226,28 +226,20 @@ def cmd_info(args):
 
 
 def cmd_export(args):
-    import os as _os
-
-    from keras_textgen import export
+    from keras_textgen import errors, export
 
     if args.format == "saved_model":
         if args.quantize != "none":
-            raise _usage("--quantize applies to --format tflite")
+            raise errors.ConfigError("--quantize applies to --format tflite")
         path = export.export_saved_model(args.model, base_dir=args.base_dir, name=args.name, version=args.version,
                                          force=args.force)
-        print(f"SavedModel written to {path} (serve with model_base_path={_os.path.abspath(_os.path.dirname(path))})")
+        print(f"SavedModel written to {path} (serve with model_base_path={os.path.abspath(os.path.dirname(path))})")
     else:
         if args.version is not None or args.force:
-            raise _usage("--version and --force apply to --format saved_model")
+            raise errors.ConfigError("--version and --force apply to --format saved_model")
         path = export.export_tflite(args.model, base_dir=args.base_dir, name=args.name, quantize=args.quantize)
-        print(f"TFLite model written to {path} ({_os.path.getsize(path):,} bytes)")
+        print(f"TFLite model written to {path} ({os.path.getsize(path):,} bytes)")
     return 0
-
-
-def _usage(message):
-    from keras_textgen import errors
-
-    return errors.ConfigError(message)
 
 
 COMMANDS = {"train": cmd_train, "export": cmd_export, "generate": cmd_generate, "evaluate": cmd_evaluate, "info": cmd_info}
