@@ -11,7 +11,8 @@ prompt runs to the full length (greedy decoding of an untrained model would
 otherwise stop at random). The generated characters are still counted from
 the outputs (`lengths`, or the text) and divided by the time. Paths: the
 Python API (`keras_textgen.generate`, and the cached `generate_fn` without
-Python overhead), the SavedModel `serving_default` signature, and the TFLite
+Python overhead), each also with `jit_compile=True` (XLA; the first call,
+which compiles, is timed apart), the SavedModel `serving_default` signature, and the TFLite
 file through `keras_textgen.lite.LiteGenerator` plus the raw `step` latency.
 Export rows report "not available" when `keras_textgen.export` / `.lite`
 cannot be imported.
@@ -73,15 +74,22 @@ def _unavailable(path, prompts, length, status):
     return {"path": path, "prompts": prompts, "max_length": length, "chars_per_s": None, "status": status}
 
 
-def time_generate_fn(gen, prompts, length, runs):
+def time_generate_fn(gen, prompts, length, runs, jit_compile=False):
+    """Times the cached tf.function; the first (warm-up) call's time, tracing or compiling, is `first_call_s`."""
+    fn = gen.generate_fn_xla if jit_compile else gen.generate_fn
     args = (tf.constant(prompts), tf.constant(length, tf.int32), tf.constant(0.0), tf.constant(0, tf.int32),
             tf.constant(1.0), tf.constant(0, tf.int64))
-    return median_runs(lambda: int(tf.reduce_sum(gen.generate_fn(*args)["lengths"])), runs=runs)
+    t0 = time.perf_counter()
+    fn(*args)
+    first = time.perf_counter() - t0
+    return {**median_runs(lambda: int(tf.reduce_sum(fn(*args)["lengths"])), runs=runs, warmup=0),
+            "first_call_s": first}
 
 
-def time_python_api(model, vocab, prompts, length, runs):
+def time_python_api(model, vocab, prompts, length, runs, jit_compile=False):
     def once():
-        out = ktg.generate(model, vocab, prompts, max_length=length, temperature=0.0, seed=0)
+        out = ktg.generate(model, vocab, prompts, max_length=length, temperature=0.0, seed=0,
+                           jit_compile=jit_compile)
         return sum(len(t) for t in out)
     return median_runs(once, runs=runs)
 
@@ -151,10 +159,13 @@ def run(settings, log=print):
     model = default_model(vocab, s.seed)
     gen = generation_lib.get_generator(model, vocab)
     for prompts, length in (([single], s.gen_single_length), (batch_prompts, s.gen_batch_length)):
-        res = time_generate_fn(gen, prompts, length, s.gen_runs)
-        rows.append({"impl": "package", **_row("Python generate_fn (cached tf.function)", len(prompts), length, res)})
-        res = time_python_api(model, vocab, prompts, length, s.gen_runs)
-        rows.append({"impl": "package", **_row("Python keras_textgen.generate", len(prompts), length, res)})
+        for jit, label in ((False, ""), (True, ", jit_compile=True (XLA)")):
+            res = time_generate_fn(gen, prompts, length, s.gen_runs, jit_compile=jit)
+            rows.append({"impl": "package", **_row(f"Python generate_fn (cached tf.function){label}", len(prompts),
+                                                   length, res), "first_call_s": res["first_call_s"]})
+            res = time_python_api(model, vocab, prompts, length, s.gen_runs, jit_compile=jit)
+            rows.append({"impl": "package", **_row(f"Python keras_textgen.generate{label}", len(prompts), length,
+                                                   res)})
     small = default_model(vocab, s.seed, units=s.units, layers=1)
     res = time_generate_fn(generation_lib.get_generator(small, vocab), [single], s.gen_single_length, s.gen_runs)
     rows.append({"impl": "package", **_row(f"Python generate_fn, LSTM({s.units}) x1 (baseline architecture)", 1,
@@ -222,6 +233,8 @@ def run(settings, log=print):
 
     single_fn = pick("Python generate_fn (cached tf.function)", 1)
     batch_fn = pick("Python generate_fn (cached tf.function)", s.gen_batch)
+    xla = "Python generate_fn (cached tf.function), jit_compile=True (XLA)"
+    single_xla, batch_xla = pick(xla, 1), pick(xla, s.gen_batch)
     batch_rates = [r["chars_per_s"] for r in rows if r["impl"] == "package" and r["prompts"] == s.gen_batch
                    and r.get("chars_per_s") is not None]
     tflite_step = next((r for r in step_rows if r["path"] == "TFLite float32 step, signature runner (1 token)"), {})
@@ -232,6 +245,10 @@ def run(settings, log=print):
             "package_single_chars_per_s": single_fn.get("chars_per_s"),
             "single_ratio": ratio(single_fn.get("chars_per_s"), base_rate),
             "package_batch_chars_per_s": batch_fn.get("chars_per_s"),
+            "package_single_xla_chars_per_s": single_xla.get("chars_per_s"),
+            "single_xla_ratio": ratio(single_xla.get("chars_per_s"), base_rate),
+            "package_batch_xla_chars_per_s": batch_xla.get("chars_per_s"),
+            "xla_compile_s": {"single": single_xla.get("first_call_s"), "batch": batch_xla.get("first_call_s")},
             "best_batch_chars_per_s": max(batch_rates) if batch_rates else None,
             "tflite_step_median_us": tflite_step.get("median_us"),
             "export_available": export is not None, "lite_available": lite is not None,

@@ -125,6 +125,9 @@ def build_parser():
     p.add_argument("--top-k", type=int, default=0, help="0 = off")
     p.add_argument("--top-p", type=_number, default=1.0, help="1 = off")
     p.add_argument("--seed", type=int, help="the same seed prints the same text")
+    p.add_argument("--jit-compile", action="store_true",
+                   help="compile the generation loop with XLA: faster for many prompts or long texts; "
+                        "a seed then samples other text than without it")
     p.add_argument("--json", action="store_true", help="print a JSON list of continuations")
 
     p = sub.add_parser("evaluate", help="validation loss of a model on a corpus",
@@ -174,7 +177,8 @@ def cmd_generate(args):
 
     model, vocab, _ = artifacts.load_model_dir(args.model, compile=False)
     texts = generation.generate(model, vocab, args.prompt, max_length=args.max_length,
-                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                                jit_compile=args.jit_compile)
     if args.json:
         print(json.dumps(texts, ensure_ascii=False))
         return 0

@@ -1,7 +1,11 @@
 """Next-token sampling as TF ops: greedy, temperature, top-k and top-p.
 
 All strategies are one graph function, `sample_next`, whose knobs are
-tensors, so a single exported signature serves every strategy. The small
+tensors, so a single exported signature serves every strategy. Drawing is
+the Gumbel-max trick on Philox uniforms (`tf.random.stateless_uniform`),
+which also compiles with XLA (`tf.random.stateless_categorical` has no XLA
+kernel on CPU). XLA generates its own Philox stream, so under XLA a seed
+draws other (equally distributed) ids. The small
 sampler classes below (shaped like keras-hub's samplers) name the common
 settings for the Python API.
 
@@ -11,12 +15,35 @@ logits, settings and `seed` give the same ids on every run and every server.
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from keras_textgen import errors
 from keras_textgen import vocab as vocab_lib
 
 BANNED_IDS = (vocab_lib.PAD_ID, vocab_lib.OOV_ID)
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+def scale(logits, temperature):
+    """Logits divided by a temperature > 0 (floored at 1e-6)."""
+    return logits / tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
+
+
+def gumbel_argmax(logits, seed):
+    """One id per row of `[batch, V]` logits, drawn from `softmax(logits)`.
+
+    Gumbel-max: `argmax(logits + g)` with `g = -log(-log(u))` is an exact
+    sample of the softmax. `u` comes from the stateless Philox generator,
+    in `[tiny, 1)` so `g` is always finite: ids with logit -inf are never
+    drawn.
+
+    Args:
+        logits: float32 `[batch, V]`.
+        seed: int `[2]`; the same seed gives the same ids.
+    """
+    u = tf.random.stateless_uniform(tf.shape(logits), seed=seed, minval=_TINY, maxval=1.0, alg="philox")
+    return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
 
 
 def filter_logits(logits, temperature, top_k, top_p):
@@ -31,11 +58,13 @@ def filter_logits(logits, temperature, top_k, top_p):
     neg_inf = tf.constant(-math.inf, tf.float32)
     logits = tf.where(banned[None, :], neg_inf, logits)
     temperature = tf.cast(temperature, tf.float32)
-    logits = tf.where(temperature > 0.0, logits / tf.maximum(temperature, 1e-6), logits)
+    logits = tf.where(temperature > 0.0, scale(logits, temperature), logits)
 
     def apply_top_k():
-        k = tf.minimum(tf.cast(top_k, tf.int32), vocab_size)
-        kth = tf.math.top_k(logits, k=k, sorted=True).values[:, -1:]
+        # The k-th largest logit by sort + gather: `tf.math.top_k` would need
+        # k as a compile-time constant under XLA.
+        k = tf.clip_by_value(tf.cast(top_k, tf.int32), 1, vocab_size)
+        kth = tf.gather(tf.sort(logits, axis=-1, direction="DESCENDING"), [k - 1], axis=-1)
         return tf.where(logits < kth, neg_inf, logits)
 
     logits = tf.cond(tf.cast(top_k, tf.int32) > 0, apply_top_k, lambda: logits)
@@ -62,14 +91,14 @@ def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, seed=(0, 0)):
         top_k: sample only among the k most likely tokens (0 = off).
         top_p: sample only from the smallest set of tokens whose probability
             reaches p (1.0 = off).
-        seed: int `[2]` seed for `tf.random.stateless_categorical`.
+        seed: int `[2]` seed of the draw (see `gumbel_argmax`).
 
     Returns:
         int32 `[batch]` token ids, never the pad or OOV id.
     """
     filtered = filter_logits(logits, temperature, top_k, top_p)
     greedy = tf.argmax(filtered, axis=-1, output_type=tf.int32)
-    sampled = tf.random.stateless_categorical(filtered, 1, seed=seed, dtype=tf.int32)[:, 0]
+    sampled = gumbel_argmax(filtered, seed)
     return tf.where(tf.cast(temperature, tf.float32) > 0.0, sampled, greedy)
 
 

@@ -93,7 +93,7 @@ def test_smoke_run_records_the_run_and_checks_the_targets(smoke):
     assert meta["versions"]["tensorflow"] and meta["versions"]["keras"]
     names = [t["name"] for t in results["targets"]]
     assert names == ["pipeline", "pipeline_cached", "training", "padding", "quality", "generation_single",
-                     "generation_batch", "tflite_step"]
+                     "generation_single_xla", "generation_batch", "generation_batch_xla", "tflite_step"]
     for t in results["targets"]:
         if t["name"] != "tflite_step" or has_module("keras_textgen.lite"):
             assert number(t["value"]) and t["met"] in (True, False), t
@@ -118,10 +118,12 @@ def test_targets_are_judged_in_the_right_direction():
     results = {"pipeline": {"ratio": 25.0, "ratio_cached": 10.0},
                "training": {"ratio_best": 12.0, "padding_bucketed_max": 0.2},
                "quality": {"improvement_bits_per_char": 0.6},
-               "generation": {"single_ratio": 100.0, "package_batch_chars_per_s": 3e5, "tflite_step_median_us": 40.0}}
+               "generation": {"single_ratio": 100.0, "single_xla_ratio": 3000.0, "package_batch_chars_per_s": 3e5,
+                              "package_batch_xla_chars_per_s": 1e5, "tflite_step_median_us": 40.0}}
     met = {t["name"]: t["met"] for t in report.targets(results)}
     assert met == {"pipeline": True, "pipeline_cached": False, "training": True, "padding": False, "quality": True,
-                   "generation_single": False, "generation_batch": True, "tflite_step": True}
+                   "generation_single": False, "generation_single_xla": True, "generation_batch": True,
+                   "generation_batch_xla": False, "tflite_step": True}
     assert all(t["met"] is None for t in report.targets({}))
     assert "| Target |" in report.markdown({"targets": report.targets(results)})
 

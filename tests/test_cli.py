@@ -74,6 +74,16 @@ def test_generate_plain_output_one_per_prompt(trained, capsys):
     assert first.startswith("the") and second.startswith("a")
 
 
+def test_generate_jit_compile_gives_the_greedy_text(trained, capsys):
+    _, model_dir = trained
+    args = ["generate", "--model", str(model_dir), "--prompt", "the", "--prompt", "a d", "--max-length", "40",
+            "--temperature", "0", "--json"]
+    assert cli.main(args) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert cli.main([*args, "--jit-compile"]) == 0
+    assert json.loads(capsys.readouterr().out) == plain
+
+
 def test_evaluate_and_info(trained, capsys):
     corpus, model_dir = trained
     assert cli.main(["evaluate", "--model", str(model_dir), "--corpus", str(corpus)]) == 0

@@ -10,8 +10,9 @@ from keras_textgen.generation import get_generator
 from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID
 
 
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 @pytest.mark.parametrize("variant", ["one-hot lstm", "two-layer lstm", "embedding gru"])
-def test_greedy_matches_rerunning_the_whole_prefix(vocab, tiny_model, variant):
+def test_greedy_matches_rerunning_the_whole_prefix(vocab, tiny_model, variant, jit_compile):
     """The state-carrying loop gives exactly what the lesson's slow prefix re-run gives."""
     if variant == "two-layer lstm":
         model = tiny_model
@@ -19,12 +20,12 @@ def test_greedy_matches_rerunning_the_whole_prefix(vocab, tiny_model, variant):
         model = ktg.build_model(vocab, units=12, layers=1, cell=variant.split()[1],
                                 embedding_dim=6 if "embedding" in variant else None)
         model.layers[-1].bias.assign(np.linspace(-1, 1, vocab.size))  # a non-trivial, deterministic head
-    _check_greedy_against_rerun(model, vocab)
+    _check_greedy_against_rerun(model, vocab, jit_compile)
 
 
-def _check_greedy_against_rerun(tiny_model, vocab):
+def _check_greedy_against_rerun(tiny_model, vocab, jit_compile=False):
     prompt = "the ca"
-    fast = ktg.generate(tiny_model, vocab, prompt, max_length=25, temperature=0)
+    fast = ktg.generate(tiny_model, vocab, prompt, max_length=25, temperature=0, jit_compile=jit_compile)
     prefix = [EOS_ID] + vocab.encode(prompt).numpy().tolist()
     slow = []
     for _ in range(25):
@@ -52,6 +53,31 @@ def test_seed_reproducibility(vocab, tiny_model):
     c = ktg.generate(tiny_model, vocab, ["the", "a"], **{**kwargs, "seed": 12})
     assert a == b
     assert a != c
+
+
+def test_xla_greedy_text_equals_the_graph_and_xla_sampling_is_seeded(vocab, tiny_model):
+    prompts = ["the cat", "", "a dog ran in the"]
+    greedy = ktg.generate(tiny_model, vocab, prompts, max_length=60, temperature=0)
+    assert ktg.generate(tiny_model, vocab, prompts, max_length=60, temperature=0, jit_compile=True) == greedy
+    kwargs = dict(max_length=60, temperature=0.8, top_k=5, top_p=0.9, jit_compile=True)
+    a = ktg.generate(tiny_model, vocab, prompts, seed=4, **kwargs)
+    assert ktg.generate(tiny_model, vocab, prompts, seed=4, **kwargs) == a
+    assert ktg.generate(tiny_model, vocab, prompts, seed=5, **kwargs) != a
+
+
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_sampling_follows_the_softmax(jit_compile):
+    """Gumbel-max draws: frequencies match softmax(logits / T); banned ids never come out."""
+    logits = tf.constant([[0.0, 0.0, 0.5, 1.0, 2.0, -1.0]] * 20000)
+
+    def draw(logits):
+        return sampling.sample_next(logits, temperature=2.0, seed=tf.constant([5, 6], tf.int64))
+
+    ids = tf.function(draw, jit_compile=jit_compile)(logits).numpy()
+    freq = np.bincount(ids, minlength=6) / len(ids)
+    expected = np.exp(np.array([-np.inf, -np.inf, 0.5, 1.0, 2.0, -1.0]) / 2.0)
+    expected /= expected.sum()
+    np.testing.assert_allclose(freq, expected, atol=0.01)
 
 
 def test_oov_and_empty_prompts_do_not_crash(vocab, tiny_model):
