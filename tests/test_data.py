@@ -33,8 +33,15 @@ def test_pipeline_is_graph_only(vocab, lines, mode, bucket):
     ds = ktg.make_dataset(lines, vocab, mode=mode, seq_len=8, batch_size=4, bucket=bucket)
     ops = dataset_ops(ds)
     assert not ops & PY_OPS
-    assert "LookupTableFindV2" in ops  # the StringLookup really runs in the graph
-    assert any("UnicodeDecode" in op for op in ops) or "StringSplitV2" in ops
+    # Char level: UTF-8 decoded to code points and looked up in the vocabulary's table, in the graph.
+    assert any("UnicodeDecode" in op for op in ops) and "GatherV2" in ops
+
+
+def test_word_pipeline_runs_the_string_lookup_in_the_graph(lines):
+    words = ktg.Vocabulary.adapt(lines, level="word")
+    ops = dataset_ops(ktg.make_dataset(lines, words, batch_size=4))
+    assert not ops & PY_OPS
+    assert "LookupTableFindV2" in ops and "StringSplitV2" in ops
 
 
 def test_targets_are_inputs_shifted_with_eos(vocab, lines):
@@ -69,6 +76,23 @@ def test_long_lines_are_cut_to_max_length(vocab):
     ds = ktg.make_dataset(["the cat " * 50], vocab, batch_size=1, max_length=32)
     x, y = next(iter(ds))
     assert x.shape == (1, 32) and y.shape == (1, 32)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_every_line_once_per_epoch_in_tight_batches(vocab, cache):
+    """Many windows, shuffled and bucketed: each non-empty line once per epoch, no all-padding column."""
+    rng = np.random.default_rng(1)
+    lines = [" ".join(["the cat"] * int(n)) + " a" * (i % 3) for i, n in enumerate(rng.integers(0, 9, 300))]
+    lines += ["", ""]  # empty lines are dropped
+    ds = ktg.make_dataset(lines, vocab, batch_size=2, seed=0, cache=cache)
+    for _ in range(2):
+        seen = []
+        for x, y in ds:
+            x, y = x.numpy(), y.numpy()
+            assert (x[:, -1] != PAD_ID).any()  # the batch is as wide as its longest line
+            assert ((x != PAD_ID) == (y != PAD_ID)).all()
+            seen += [t.decode() for t in vocab.decode(x[:, 1:]).numpy()]
+        assert sorted(seen) == sorted(line for line in lines if line)
 
 
 def test_bucketing_reduces_padding(vocab):

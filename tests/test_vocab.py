@@ -114,3 +114,26 @@ def _property_vocab():
     if not _VOCAB:
         _VOCAB.append(ktg.Vocabulary(ALPHABET))
     return _VOCAB[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=30), st.binary(max_size=12).map(lambda b: b.decode("latin-1"))),
+                min_size=1, max_size=4))
+def test_code_point_table_gives_the_string_lookup_ids(texts):
+    """The char fast path (code point table) and the StringLookup agree on any text, NUL and U+FFFD included."""
+    vocab = _property_vocab()
+    assert vocab._codepoint_ids is not None
+    batch = tf.constant([t.encode("utf-8") for t in texts] + [b"\xff\xfe bad utf-8 \x00"])
+    fast = vocab.encode(batch)
+    lookup = tf.cast(vocab._lookup(vocab.tokenize(batch)), tf.int32)
+    assert fast.to_list() == lookup.to_list()
+    assert vocab.encode(texts[0]).numpy().tolist() == lookup[0].numpy().tolist()
+
+
+def test_vocabularies_without_the_fast_path_encode_the_same_way():
+    high = ktg.Vocabulary(["a", "\U0010fff0"])  # a code point above the table limit: StringLookup only
+    assert high._codepoint_ids is None
+    assert high.encode(["a\U0010fff0b"]).to_list() == [[3, 4, 1]]
+    words = ktg.Vocabulary(["the", "cat"], level="word")
+    assert words._codepoint_ids is None
+    assert words.encode(["the dog cat"]).to_list() == [[3, 1, 4]]
