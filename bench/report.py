@@ -168,6 +168,10 @@ def markdown(results):
         sizes = sec.get("artifact_bytes") or {}
         if sizes:
             out += ["", _table(["Artifact (default model)", "Bytes"], [[k, _n(v)] for k, v in sizes.items()])]
+        compile_s = sec.get("xla_compile_s") or {}
+        if compile_s.get("single") is not None:
+            out += ["", f"`jit_compile=True` first call (XLA compilation included): "
+                        f"{compile_s['single']:.1f} s for 1 prompt, {compile_s.get('batch') or 0:.1f} s for the batch."]
         out += ["", sec.get("note", ""), _err(sec), ""]
 
     sec = results.get("memory")

@@ -132,3 +132,18 @@ def test_unknown_section_is_refused():
     result = subprocess.run([sys.executable, "-m", "bench.run", "--only", "pipline"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "unknown section" in result.stderr
+
+
+def test_profile_attributes_kernel_time_to_op_types(tmp_path):
+    """bench.profile reads the XPlane that tf.profiler writes and finds the kernels that ran."""
+    import tensorflow as tf
+
+    from bench import profile
+
+    a = tf.random.normal([256, 256])
+    matmuls = tf.function(lambda: tf.linalg.matmul(tf.linalg.matmul(a, a), a))
+    seconds = profile.trace(str(tmp_path), matmuls)
+    ops = profile.op_times(str(tmp_path))
+    matmul_runs = sum(count for op_type, (_, count) in ops.items() if "MatMul" in op_type)
+    assert matmul_runs == 2
+    assert 0 < sum(t for t, _ in ops.values()) < 10 * seconds + 1
