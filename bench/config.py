@@ -23,7 +23,7 @@ class Settings:
     # training throughput
     train_lines: int = 8000          # lines per timed epoch (package) / the baseline's line pool
     train_chunk_chars: int = 260_000  # characters per timed epoch in chunks mode
-    batch_sizes: tuple = (64, 128, 256, 512, 1024)
+    batch_sizes: tuple = (64, 128, 256, 512)
     train_epochs: int = 5            # timed epochs per batch size, after one warm-up epoch
     baseline_train_steps: int = 150  # timed steps per baseline run
     baseline_train_warmup: int = 20
