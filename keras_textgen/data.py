@@ -115,12 +115,12 @@ def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuff
     """Lines mode, vectorised: whole windows of lines are encoded and batched at once.
 
     `WINDOW_BATCHES * batch_size` lines are encoded in one call (a ragged
-    batch), framed as `[EOS] + ids + [EOS]` with flat-value ops, and cached.
-    Each epoch the windows are shuffled, the lines of a window are sorted by
-    length (plus up to `LENGTH_JITTER` random tokens, drawn from
-    `Dataset.random`, so the batches differ between epochs), padded once
-    into a dense window, and cut into batches by parallel slicing, each only
-    as wide as its longest line. This is
+    batch) and cached. Each epoch the windows are shuffled, the lines of a
+    window are sorted by length (plus up to `LENGTH_JITTER` random tokens,
+    drawn from `Dataset.random`, so the batches differ between epochs),
+    padded once into a dense window from which inputs (`[EOS] + ids`) and
+    targets (`ids + [EOS]`) are made with dense ops, and cut into batches,
+    each only as wide as its longest line. This is
     what `bucket_by_sequence_length` does, but per window instead of per
     line: tf.data's per-element overhead is paid once per window, which
     makes the pipeline several times faster on short lines, and sorting
@@ -131,42 +131,41 @@ def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuff
     """
     autotune = tf.data.AUTOTUNE
     rows = batch_size * WINDOW_BATCHES
-    keep = max_length - 1  # room for the EOS added on each side
+    keep = max_length - 1  # ids kept per line: inputs and targets add one EOS each
 
-    def frame_window(lines):
-        """Ragged `[lines, (T + 2)]`: each non-empty line as `[EOS] + ids[:keep] + [EOS]`."""
-        ids = vocab.encode(lines)
-        values, row = ids.flat_values, ids.value_rowids()
-        pos = tf.range(tf.size(values, out_type=tf.int64)) - tf.gather(ids.row_starts(), row)
-        kept = pos < keep
-        values, row, pos = tf.boolean_mask(values, kept), tf.boolean_mask(row, kept), tf.boolean_mask(pos, kept)
+    def sort_and_pad(ids, seed_pair):
+        """One window of encoded lines -> `(x, y, widths, order)`.
+
+        The lines are sorted (or shuffled), empty ones dropped, and padded
+        once into a dense window cut at `keep` ids; then `x = [EOS] + ids`
+        and `y = ids + [EOS]` (padding after both), and the batches' order.
+        """
         lengths = tf.minimum(ids.row_lengths(), keep)
-        nonempty = lengths > 0
-        row = tf.gather(tf.cumsum(tf.cast(nonempty, tf.int64)) - 1, row)
-        splits = tf.concat([[0], tf.cumsum(tf.boolean_mask(lengths, nonempty) + 2)], axis=0)
-        framed = tf.fill([splits[-1]], vocab_lib.EOS_ID)
-        framed = tf.tensor_scatter_nd_update(framed, (tf.gather(splits, row) + pos + 1)[:, None], values)
-        return tf.RaggedTensor.from_row_splits(framed, splits, validate=False)
-
-    def window_batches(framed, seed_pair):
-        """One window -> its batches: sort, pad once, then a dataset of (window, batch index)."""
-        length = tf.cast(framed.row_lengths(), tf.float32)
-        noise = tf.random.stateless_uniform(tf.shape(length), seed=seed_pair)
+        noise = tf.random.stateless_uniform(tf.shape(lengths), seed=seed_pair)
         if bucket:
-            framed = tf.gather(framed, tf.argsort(length + (noise * LENGTH_JITTER if shuffle else 0.0), stable=True))
+            key = tf.cast(lengths, tf.float32) + (noise * LENGTH_JITTER if shuffle else 0.0)
+            perm = tf.argsort(key, stable=True)
         elif shuffle:
-            framed = tf.gather(framed, tf.argsort(noise))
-        n_rows = framed.nrows()
-        widths = tf.math.segment_max(framed.row_lengths() - 1, tf.range(n_rows) // batch_size)
-        dense = framed.to_tensor(vocab_lib.PAD_ID)
-        # Inputs drop each row's final EOS, targets its first: ids never hold EOS.
-        closing = tf.logical_and(tf.equal(dense, vocab_lib.EOS_ID), tf.range(tf.shape(dense)[1]) > 0)
-        x = tf.where(closing, vocab_lib.PAD_ID, dense)[:, :-1]
-        y = dense[:, 1:]
+            perm = tf.argsort(noise)
+        else:
+            perm = tf.range(tf.size(lengths))
+        perm = tf.boolean_mask(perm, tf.gather(lengths, perm) > 0)
+        ids, lengths = tf.gather(ids, perm), tf.gather(lengths, perm)
+        n_rows = tf.size(lengths)
+        widths = tf.math.segment_max(lengths + 1, tf.range(n_rows) // batch_size)
+        dense = ids.to_tensor(vocab_lib.PAD_ID, shape=tf.stack([tf.cast(n_rows, tf.int64), tf.reduce_max(tf.concat([lengths, [0]], 0))]))
+        x = tf.concat([tf.fill([n_rows, 1], vocab_lib.EOS_ID), dense], axis=1)
+        y = tf.concat([dense, tf.fill([n_rows, 1], vocab_lib.PAD_ID)], axis=1)
+        at_end = tf.equal(tf.range(tf.shape(y, out_type=tf.int64)[1])[None, :], lengths[:, None])
+        y = tf.where(at_end, vocab_lib.EOS_ID, y)
         n = n_rows // batch_size if drop_remainder else (n_rows + batch_size - 1) // batch_size
         order = tf.range(n, dtype=tf.int64)
         if shuffle:  # the window's batches in random order
             order = tf.gather(order, tf.argsort(tf.random.stateless_uniform([n], seed=seed_pair + 1)))
+        return x, y, widths, order
+
+    def window_batches(x, y, widths, order):
+        """A prepared window -> a dataset of (window, batch index), one element per batch."""
         window = tf.data.Dataset.from_tensors((x, y, widths)).repeat()
         return tf.data.Dataset.zip((window, tf.data.Dataset.from_tensor_slices(order)))
 
@@ -179,7 +178,7 @@ def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuff
         # New windows every epoch; shuffling lines (not encoded windows) lets
         # encoding overlap with training instead of filling a window buffer.
         texts = texts.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = texts.batch(rows).map(frame_window, num_parallel_calls=autotune, deterministic=True)
+    ds = texts.batch(rows).map(vocab.encode, num_parallel_calls=autotune, deterministic=True)
     if cache:
         ds = ds.cache()
         if shuffle:
@@ -187,8 +186,11 @@ def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuff
     if repeat:
         ds = ds.repeat()
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip((ds, seeds)).flat_map(window_batches)
-    return ds.map(cut, num_parallel_calls=autotune, deterministic=True)
+    # The per-window work runs in a parallel map; flat_map, which is serial, only slices.
+    ds = tf.data.Dataset.zip((ds, seeds)).map(sort_and_pad, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.flat_map(window_batches)
+    # A slice per batch is cheaper inline than handed to a parallel map's threads.
+    return ds.map(cut)
 
 
 def with_known_cardinality(dataset):

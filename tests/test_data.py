@@ -76,6 +76,14 @@ def test_long_lines_are_cut_to_max_length(vocab):
     ds = ktg.make_dataset(["the cat " * 50], vocab, batch_size=1, max_length=32)
     x, y = next(iter(ds))
     assert x.shape == (1, 32) and y.shape == (1, 32)
+    kept = vocab.encode("the cat " * 50).numpy()[:31].tolist()
+    assert x.numpy()[0].tolist() == [EOS_ID] + kept
+    assert y.numpy()[0].tolist() == kept + [EOS_ID]
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_only_empty_lines_give_no_batches(vocab, cache):
+    assert list(ktg.make_dataset(["", "", ""], vocab, batch_size=2, cache=cache)) == []
 
 
 @pytest.mark.parametrize("cache", [True, False])
