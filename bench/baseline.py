@@ -45,13 +45,14 @@ real (exactly L per line: chars 2..L plus EOS), which is batch-independent.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
+
+from bench.measure import steady_pass
 
 __all__ = [
     "Baseline",
@@ -327,9 +328,11 @@ def measure_pipeline_throughput(bl: Baseline, lines: Sequence[str],
                                 include_first_char: bool = True) -> dict:
     """Iterate ``bl.dataset(lines)`` with no model.
 
-    Returns real target chars/s, all positions/s, padding fraction
-    (1 - real/total positions, i.e. fraction of [B,T] slots that are padding
-    targets) and the fraction of INPUT slots that are pad ids.
+    Returns real target chars/s from the first batch to the last
+    (`measure.steady_pass`; the figure with the iterator start-up is kept
+    too), all positions/s, padding fraction (1 - real/total positions, i.e.
+    fraction of [B,T] slots that are padding targets) and the fraction of
+    INPUT slots that are pad ids.
     """
     if max_batches is not None:
         lines = list(lines[: max_batches * bl.batch_size])
@@ -337,23 +340,22 @@ def measure_pipeline_throughput(bl: Baseline, lines: Sequence[str],
     # warm-up (first py_function call / dataset construction)
     for _ in bl.dataset(lines[: bl.batch_size]):
         pass
-    total = 0
-    t0 = time.perf_counter()
-    for x, _y in bl.dataset(lines):
-        s = x.shape
-        total += int(s[0]) * int(s[1])
-    dt = time.perf_counter() - t0
+    timed = steady_pass(bl.dataset(lines), real,
+                        lambda first: bl.real_chars(lines[: bl.batch_size], include_first_char))
+    total = bl.total_positions(lines)
     in_pad = 0
     for i in range(0, len(lines), bl.batch_size):
         z, _ = bl._ids(list(lines[i:i + bl.batch_size]))
         in_pad += int((z == 0).sum())
     return {
-        "seconds": dt,
-        "batches": math.ceil(len(lines) / bl.batch_size),
+        "seconds": timed["seconds"],
+        "seconds_with_startup": timed["seconds_with_startup"],
+        "batches": timed["batches"],
         "real_chars": real,
         "positions": total,
-        "real_chars_per_s": real / dt,
-        "positions_per_s": total / dt,
+        "real_chars_per_s": timed["real_chars_per_s"],
+        "real_chars_per_s_with_startup": timed["real_chars_per_s_with_startup"],
+        "positions_per_s": total / timed["seconds_with_startup"],
         "padding_fraction": 1.0 - real / total,
         "input_padding_fraction": in_pad / total,
     }

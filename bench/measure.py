@@ -33,6 +33,31 @@ def median_runs(fn, runs=5, warmup=1):
     return out
 
 
+def steady_pass(batches, real_total, real_of):
+    """Times one pass over `batches` (an iterable), from its first batch to its last.
+
+    The clock starts when the first batch has arrived, so the one-off cost of
+    creating the iterator and filling the pipeline (shuffle buffer, first
+    window) is reported apart (`seconds_with_startup`) instead of inside the
+    throughput; both sides of a comparison are measured this way.
+    `real_total` is the pass's real characters and `real_of(batch)` those of
+    one batch (called after the clock stops, on the first batch, which the
+    steady rate leaves out).
+    """
+    t0 = time.perf_counter()
+    it = iter(batches)
+    first = next(it)
+    t1 = time.perf_counter()
+    n = 1
+    for _ in it:
+        n += 1
+    t2 = time.perf_counter()
+    real_after_first = real_total - real_of(first)
+    return {"batches": n, "seconds": t2 - t1, "seconds_with_startup": t2 - t0,
+            "real_chars": real_after_first, "real_chars_per_s": real_after_first / (t2 - t1) if t2 > t1 else None,
+            "real_chars_per_s_with_startup": real_total / (t2 - t0)}
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None

@@ -122,10 +122,12 @@ def markdown(results):
     sec = results.get("pipeline")
     if sec:
         out += ["## 1. Pipeline throughput (no model)", ""]
-        out.append(_table(["Corpus", "Impl", "Mode", "Batch", "Cache", "Real chars/s", "Padding", "vs baseline"],
+        out.append(_table(["Corpus", "Impl", "Mode", "Batch", "Cache", "Real chars/s", "Padding", "vs baseline",
+                           "Real chars/s with start-up"],
                           [[r["corpus"], r["impl"], r["mode"], r["batch_size"], "yes" if r["cache"] else "no",
                             _n(r["real_chars_per_s"]), _n(r.get("padding_fraction"), pct=True),
-                            _x(r.get("ratio_vs_baseline"))] for r in _rows(sec)]))
+                            _x(r.get("ratio_vs_baseline")), _n(r.get("real_chars_per_s_with_startup"))]
+                           for r in _rows(sec)]))
         out += ["", sec.get("note", "") if "rows" in sec else _err(sec), ""]
 
     sec = results.get("training")
