@@ -31,6 +31,7 @@ _EXPORTS = {
     "TokenEncoding": "layers", "build_model": "model", "make_dataset": "data",
     "TrainConfig": "training", "train": "training", "Vocabulary": "vocab", "load_model_dir": "artifacts",
     "export_saved_model": "export", "export_tflite": "export", "LiteGenerator": "lite",
+    "configure_threads": "threads",
 }
 _MODULES = {"corpus": "corpus", "errors": "errors", "samplers": "sampling", "export": "export", "lite": "lite"}
 

@@ -23,6 +23,7 @@ from keras_textgen import data as data_lib
 from keras_textgen import errors
 from keras_textgen import io_utils
 from keras_textgen import model as model_lib
+from keras_textgen import threads
 from keras_textgen.vocab import Vocabulary
 
 
@@ -58,6 +59,7 @@ class TrainConfig:
     strategy: str = None
     force: bool = False
     deterministic: bool = False
+    intra_op_threads: object = "auto"
 
     def validate(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "seq_len": self.seq_len,
@@ -84,6 +86,7 @@ class TrainConfig:
             raise errors.ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.deterministic and self.seed is None:
             raise errors.ConfigError("deterministic training needs a seed (--seed)")
+        threads.resolve(self.intra_op_threads)
 
 
 def prepare(config, replicas=1):
@@ -221,7 +224,8 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
     """
     config.validate()
     model_dir = os.fspath(model_dir)
-    # First of all: a multi-worker strategy must set up its collectives before any TensorFlow op runs.
+    # First of all, before any TensorFlow op runs: the thread pools, then a multi-worker strategy's collectives.
+    threads.configure_threads(config.intra_op_threads)
     strategy = get_strategy(config.strategy)
     writer = bool(getattr(strategy.extended, "should_checkpoint", True))
     run_dir = artifacts.path(model_dir, artifacts.RUN_DIR)
@@ -260,7 +264,8 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
     run_config.update(mode=corpus.mode, corpus_name=corpus.name, vocab_size=vocab.size,
                       vocab_sha256=artifacts.vocab_fingerprint(vocab),
                       replicas=strategy.num_replicas_in_sync,
-                      global_batch_size=config.batch_size * strategy.num_replicas_in_sync)
+                      global_batch_size=config.batch_size * strategy.num_replicas_in_sync,
+                      intra_op_threads_in_force=tf.config.threading.get_intra_op_parallelism_threads())
     if writer:
         artifacts.save_json(run_config, run_dir, artifacts.CONFIG_FILE)
 

@@ -27,6 +27,7 @@ SAMPLE_TITLES = [
 p = parser(__doc__, epochs=5)
 p.add_argument("--data-dir", default=None, help="TFDS data_dir holding a prepared ag_news_subset")
 args = p.parse_args()
+ktg.configure_threads()  # before any TensorFlow op: one thread per op on small CPU-only machines
 keras.utils.set_random_seed(1)
 
 if args.quick:  # a local sample shaped like the real titles, so the smoke test runs offline

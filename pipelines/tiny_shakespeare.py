@@ -18,6 +18,7 @@ p.add_argument("--manual-dir", default=os.path.join(os.path.dirname(__file__), "
                                                      "tiny_shakespeare"))
 p.add_argument("--data-dir", default=None, help="TFDS data_dir (default ~/tensorflow_datasets)")
 args = p.parse_args()
+ktg.configure_threads()  # before any TensorFlow op: one thread per op on small CPU-only machines
 units, layers, steps = (16, 1, 3) if args.quick else (256, 2, args.steps_per_epoch)
 epochs = 1 if args.quick else args.epochs
 keras.utils.set_random_seed(1)

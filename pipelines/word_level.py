@@ -16,6 +16,7 @@ import keras_textgen as ktg
 from _common import parser
 
 args = parser(__doc__, epochs=5, steps=150).parse_args()
+ktg.configure_threads()  # before any TensorFlow op: one thread per op on small CPU-only machines
 keras.utils.set_random_seed(1)
 
 corpus = ktg.corpus.load("python-docs", mode="chunks")

@@ -1,0 +1,70 @@
+"""The CPU thread policy (`keras_textgen.threads`) and the CLI's --intra-op-threads."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from keras_textgen import errors
+from keras_textgen import threads
+from conftest import LINES
+from test_cli import TINY, run_cli
+
+
+@pytest.mark.parametrize("cores, expected", [(1, 1), (2, 1), (3, 0), (64, 0)])
+def test_auto_is_one_thread_on_small_cpu_machines(monkeypatch, cores, expected):
+    monkeypatch.setattr(threads, "usable_cores", lambda: cores)
+    assert threads.resolve("auto") == expected  # no GPU on the test machines
+
+
+@pytest.mark.parametrize("value", [0, 1, 7])
+def test_explicit_counts_pass_through(value):
+    assert threads.resolve(value) == value
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, "2", None, True])
+def test_bad_counts_are_refused(value):
+    with pytest.raises(errors.ConfigError, match="'auto' or an integer >= 0"):
+        threads.resolve(value)
+
+
+def _fresh_process(code):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_configure_threads_sets_the_pool_in_a_fresh_process():
+    got = _fresh_process(
+        "import json, tensorflow as tf, keras_textgen as ktg\n"
+        "applied = ktg.configure_threads(3)\n"
+        "tf.constant(1.0) + 1.0\n"
+        "print(json.dumps([applied, tf.config.threading.get_intra_op_parallelism_threads()]))")
+    assert got == [3, 3]
+
+
+def test_auto_after_tensorflow_started_keeps_the_default_and_explicit_is_an_error():
+    got = _fresh_process(
+        "import json, tensorflow as tf, keras_textgen as ktg\n"
+        "tf.constant(1.0) + 1.0\n"
+        "auto = ktg.configure_threads('auto')\n"
+        "try:\n"
+        "    ktg.configure_threads(1); err = None\n"
+        "except ktg.errors.ConfigError as e:\n"
+        "    err = str(e)\n"
+        "print(json.dumps([auto, tf.config.threading.get_intra_op_parallelism_threads(), err]))")
+    assert got[0] is None and got[1] == 0
+    assert "before TensorFlow runs its first op" in got[2]
+
+
+@pytest.mark.parametrize("flag, expected", [(["--intra-op-threads", "3"], 3), ([], threads.resolve("auto"))])
+def test_cli_train_applies_the_setting_and_records_it(tmp_path, flag, expected):
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(LINES * 3) + "\n")
+    out = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "model"), *TINY, *flag)
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["intra_op_threads_in_force"] == expected
