@@ -4,8 +4,10 @@ import datetime
 import math
 import os
 import platform
+import json
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -152,6 +154,24 @@ def peak_rss_mb():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_json_child(module, args, cwd, timeout=1800):
+    """Runs `python -m module *args` and returns the JSON object on the last line of its output.
+
+    For figures that need a process of their own: peak RSS, or TensorFlow
+    thread pools, which are fixed once TensorFlow runs its first op.
+    """
+    cmd = [sys.executable, "-m", module, *args]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = time.perf_counter() - t0
+    result["command"] = " ".join(cmd[1:])
+    return result
 
 
 # -- FLOPs -------------------------------------------------------------------------

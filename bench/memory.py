@@ -12,11 +12,10 @@ import argparse
 import concurrent.futures
 import json
 import os
-import subprocess
-import sys
 import time
 
 from bench import config
+from bench import measure
 
 TASKS = ("import", "baseline-train", "package-train", "package-train-lstm128", "baseline-generate",
          "package-generate")
@@ -38,17 +37,8 @@ def child_args(task, settings):
     return args
 
 
-def run_child(task, settings, timeout=1800):
-    cmd = [sys.executable, "-m", "bench.memory", *child_args(task, settings)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=config.ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"memory task {task} failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_seconds"] = time.perf_counter() - t0
-    result["command"] = " ".join(cmd[1:])
-    return result
+def run_child(task, settings):
+    return measure.run_json_child("bench.memory", child_args(task, settings), cwd=config.ROOT)
 
 
 def run(settings, log=print):

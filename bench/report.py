@@ -133,12 +133,14 @@ def markdown(results):
     sec = results.get("training")
     if sec:
         out += ["## 2. Training throughput, LSTM(128) x1", ""]
-        out.append(_table(["Impl", "Mode", "Batch", "Real chars/s", "vs baseline", "Padding (bucketed)",
-                           "Padding (not bucketed)"],
-                          [[r["impl"], r["mode"], r["batch_size"], _n(r["real_chars_per_s"]),
-                            _x(r.get("ratio_vs_baseline")), _n(r.get("padding_fraction_bucketed"), pct=True),
+        out.append(_table(["Impl", "Mode", "Batch", "Intra-op threads", "Real chars/s", "vs baseline",
+                           "Padding (bucketed)", "Padding (not bucketed)"],
+                          [[r["impl"], r["mode"], r["batch_size"], r.get("threads", "TensorFlow default"),
+                            _n(r["real_chars_per_s"]), _x(r.get("ratio_vs_baseline")),
+                            _n(r.get("padding_fraction_bucketed"), pct=True),
                             _n(r.get("padding_fraction_unbucketed"), pct=True)] for r in _rows(sec)]))
-        out += ["", f"Best batch size: {sec.get('best_batch_size', 'n/a')}. {_err(sec)}", ""]
+        out += ["", f"Best: batch {sec.get('best_batch_size', 'n/a')}, intra-op threads "
+                    f"{sec.get('best_threads', 'n/a')}. {_err(sec)}", ""]
 
     sec = results.get("quality")
     if sec:
@@ -189,8 +191,10 @@ def markdown(results):
         out += ["## 6. Hardware ceiling", "",
                 f"Measured float32 matmul peak ({sec.get('peak', {}).get('n', '?')}^3): "
                 f"{_n(peak / 1e9 if peak else None, 1)} GFLOP/s.", ""]
-        out.append(_table(["Impl", "Mode", "Batch", "FLOPs/char", "Useful GFLOP/s", "Of peak", "Bottleneck"],
-                          [[r["impl"], r["mode"], r["batch_size"], _n(r["flops_per_char"]),
+        out.append(_table(["Impl", "Mode", "Batch", "Intra-op threads", "FLOPs/char", "Useful GFLOP/s", "Of peak",
+                           "Bottleneck"],
+                          [[r["impl"], r["mode"], r["batch_size"], r.get("threads", "TensorFlow default"),
+                            _n(r["flops_per_char"]),
                             _n(r["useful_flops_per_s"] / 1e9, 2), _n(r["fraction_of_peak"], pct=True),
                             r["bottleneck"]] for r in _rows(sec)]))
         out += ["", sec.get("summary") or "", sec.get("note") or "", _err(sec), ""]

@@ -70,6 +70,19 @@ def test_smoke_run_writes_every_section_with_numbers(smoke):
     assert all(number(r["chars_per_s"]) for r in results["generation"]["rows"] if r.get("status") is None)
 
 
+def test_smoke_run_trains_the_package_with_both_thread_settings(smoke):
+    """In-process rows keep TensorFlow's defaults; the child rows are set up like `keras-textgen train`."""
+    from keras_textgen import threads
+
+    _, results = smoke
+    package = [r for r in results["training"]["rows"] if r["impl"] == "package"]
+    settings = {r["threads"] for r in package}
+    assert "TensorFlow default" in settings and len(settings) == 2, settings
+    (child,) = settings - {"TensorFlow default"}
+    assert child.startswith(f"{threads.resolve('auto')} " if threads.resolve("auto") else "TensorFlow default (")
+    assert len(package) == 2 * len({(r["mode"], r["batch_size"]) for r in package})
+
+
 def test_smoke_run_times_the_exports_when_the_modules_exist(smoke):
     _, results = smoke
     gen = results["generation"]
