@@ -1,6 +1,6 @@
 """Benchmarks keras_textgen side by side with the lesson notebook's approach (`bench/baseline.py`).
 
-    python -m bench.run                          # full run (`make bench`), ~25 min on 2 idle cores
+    python -m bench.run                          # full run (`make bench`), ~15 min on 2 idle cores
     python -m bench.run --only pipeline,training # some sections
     python -m bench.run --quality-seconds 60     # a shorter quality budget
     python -m bench.run --smoke --out-dir /tmp/b # seconds-scale sanity run (tests/test_bench.py)

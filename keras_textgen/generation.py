@@ -442,7 +442,7 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
         seed: an int for reproducible text; `None` draws a fresh seed.
         sampler: optionally a `keras_textgen.samplers` object, which sets
             `temperature`, `top_k` and `top_p` instead.
-        jit_compile: compile the generation loop with XLA: 2-3x faster on
+        jit_compile: compile the generation loop with XLA: about 2x faster on
             CPU, after a compilation of a second or two for each new batch
             size and `max_length`. Greedy text is the same as without it
             (unless float rounding decides a near-tie). Sampling draws from
