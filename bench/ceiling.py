@@ -47,17 +47,20 @@ def run(settings, training=None, pipeline=None, log=print):
         useful = fpc * row["real_chars_per_s"]
         fraction = useful / peak["flops_per_s"]
         rows.append({"impl": row["impl"], "mode": row["mode"], "batch_size": row["batch_size"],
-                     "threads": row.get("threads", "TensorFlow default"), "flops_per_char": fpc, "real_chars_per_s": row["real_chars_per_s"],
+                     "threads": row.get("threads", "TensorFlow default"),
+                     "flops_per_char": fpc, "real_chars_per_s": row["real_chars_per_s"],
                      "useful_flops_per_s": useful, "fraction_of_peak": fraction,
                      "bottleneck": bottleneck(row, fraction, pipeline_rate(pipeline, row))})
-        log(f"  {row['impl']} {row['mode']} b={row['batch_size']} threads {rows[-1]['threads']}: {useful / 1e9:.2f} GFLOP/s = {fraction:.1%} of peak")
+        log(f"  {row['impl']} {row['mode']} b={row['batch_size']} threads {rows[-1]['threads']}: "
+            f"{useful / 1e9:.2f} GFLOP/s = {fraction:.1%} of peak")
     summary = None
     package = [r for r in rows if r["impl"] == "package" and r["mode"] == "lines"]
     base = next((r for r in rows if r["impl"] == "baseline"), None)
     if package and base:
         best = max(package, key=lambda r: r["fraction_of_peak"])
         summary = (f"Baseline: {base['fraction_of_peak']:.1%} of peak, bottleneck: {base['bottleneck']}. "
-                   f"Package (lines, batch {best['batch_size']}, intra-op threads {best['threads']}): {best['fraction_of_peak']:.1%} of peak, "
+                   f"Package (lines, batch {best['batch_size']}, intra-op threads {best['threads']}): "
+                   f"{best['fraction_of_peak']:.1%} of peak, "
                    f"bottleneck: {best['bottleneck']}.")
     return {"peak": peak, "peak_flops_per_s": peak["flops_per_s"], "rows": rows, "summary": summary,
             "note": None if rows else "run with the training section for the fractions of peak"}

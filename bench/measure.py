@@ -1,10 +1,10 @@
 """Measurement helpers shared by the benchmark sections: timing, machine facts, FLOPs."""
 
 import datetime
+import json
 import math
 import os
 import platform
-import json
 import resource
 import statistics
 import subprocess
@@ -39,9 +39,10 @@ def steady_pass(batches, real_total, real_of):
     """Times one pass over `batches` (an iterable), from its first batch to its last.
 
     The clock starts when the first batch has arrived, so the one-off cost of
-    creating the iterator and filling the pipeline (shuffle buffer, first
-    window) is reported apart (`seconds_with_startup`) instead of inside the
-    throughput; both sides of a comparison are measured this way.
+    creating the iterator is reported apart (`seconds_with_startup`) instead
+    of inside the throughput. Only right for a dataset whose work is the same
+    for every batch (the baseline's); a dataset whose first batch waits for
+    more than its share of the work needs whole passes timed instead.
     `real_total` is the pass's real characters and `real_of(batch)` those of
     one batch (called after the clock stops, on the first batch, which the
     steady rate leaves out).

@@ -16,7 +16,6 @@ instead, after one warm-up pass. The package's figure is a pass of
 """
 
 import statistics
-
 import time
 
 import keras_textgen as ktg

@@ -153,7 +153,8 @@ def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuff
         ids, lengths = tf.gather(ids, perm), tf.gather(lengths, perm)
         n_rows = tf.size(lengths)
         widths = tf.math.segment_max(lengths + 1, tf.range(n_rows) // batch_size)
-        dense = ids.to_tensor(vocab_lib.PAD_ID, shape=tf.stack([tf.cast(n_rows, tf.int64), tf.reduce_max(tf.concat([lengths, [0]], 0))]))
+        longest = tf.reduce_max(tf.concat([lengths, [0]], axis=0))  # 0 for a window of empty lines
+        dense = ids.to_tensor(vocab_lib.PAD_ID, shape=tf.stack([tf.cast(n_rows, tf.int64), longest]))
         x = tf.concat([tf.fill([n_rows, 1], vocab_lib.EOS_ID), dense], axis=1)
         y = tf.concat([dense, tf.fill([n_rows, 1], vocab_lib.PAD_ID)], axis=1)
         at_end = tf.equal(tf.range(tf.shape(y, out_type=tf.int64)[1])[None, :], lengths[:, None])

@@ -68,6 +68,7 @@ def configure_threads(intra_op=AUTO):
     >>> import keras_textgen as ktg
     >>> ktg.configure_threads()  # first thing in a training script
     1
+    >>> # (1 on a 2-core CPU-only machine; None where TensorFlow's default stays)
     """
     import tensorflow as tf
 

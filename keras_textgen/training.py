@@ -59,7 +59,7 @@ class TrainConfig:
     strategy: str = None
     force: bool = False
     deterministic: bool = False
-    intra_op_threads: object = "auto"
+    intra_op_threads: object = threads.AUTO  # or an int >= 0; see keras_textgen.threads
 
     def validate(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "seq_len": self.seq_len,
