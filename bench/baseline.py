@@ -342,10 +342,10 @@ def measure_pipeline_throughput(bl: Baseline, lines: Sequence[str],
         pass
     timed = steady_pass(bl.dataset(lines), real,
                         lambda first: bl.real_chars(lines[: bl.batch_size], include_first_char))
-    total = bl.total_positions(lines)
-    in_pad = 0
-    for i in range(0, len(lines), bl.batch_size):
+    total = in_pad = 0
+    for i in range(0, len(lines), bl.batch_size):  # all [B, T] slots, and those whose input is padding
         z, _ = bl._ids(list(lines[i:i + bl.batch_size]))
+        total += z.size
         in_pad += int((z == 0).sum())
     return {
         "seconds": timed["seconds"],
