@@ -67,7 +67,7 @@ class ServingModule(generation.TextGenerator):
         units = [u for shapes in self.state_shapes for u in shapes]
         names = state_names(self)
 
-        @tf.function(input_signature=[
+        @tf.function(autograph=False, input_signature=[
             tf.TensorSpec([None], tf.string, name="prompt"),
             tf.TensorSpec([], tf.int32, name="max_length"),
             tf.TensorSpec([], tf.float32, name="temperature"),
@@ -78,17 +78,17 @@ class ServingModule(generation.TextGenerator):
                   top_k=tf.constant(0), top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64)):
             return self.generate(prompt, max_length, temperature, top_k, top_p, seed)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def score(text):
             return self.score(text)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="tokens")] +
+        @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.int32, name="tokens")] +
                      [tf.TensorSpec([None, u], tf.float32, name=n) for u, n in zip(units, names)])
         def step(tokens, *states):
             logits, new_states = self.step(tokens, list(states))
             return {"logits": logits, **dict(zip(names, new_states))}
 
-        @tf.function(input_signature=[])
+        @tf.function(autograph=False, input_signature=[])
         def vocabulary():
             return {"tokens": self.tokens, "pad_id": tf.constant(vocab_lib.PAD_ID),
                     "oov_id": tf.constant(vocab_lib.OOV_ID), "eos_id": tf.constant(vocab_lib.EOS_ID)}
@@ -201,12 +201,14 @@ class LiteModule(tf.Module):
         vocab_bytes = tf.constant(list(self.vocab_json.encode("utf-8")), dtype=tf.uint8)
         state_specs = [tf.TensorSpec([None, u], tf.float32, name=n) for u, n in zip(units, names)]
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.int32, name="token")] + state_specs)
+        @tf.function(autograph=False,
+                     input_signature=[tf.TensorSpec([None, 1], tf.int32, name="token")] + state_specs)
         def step(token, *states):
             logits, new_states = gen.step(token[:, 0], list(states))
             return {"logits": logits, **dict(zip(names, new_states))}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="tokens")] + state_specs)
+        @tf.function(autograph=False,
+                     input_signature=[tf.TensorSpec([None, None], tf.int32, name="tokens")] + state_specs)
         def prime(tokens, *states):
             steps = tf.shape(tokens)[1]
             logits = tf.zeros([tf.shape(tokens)[0], gen.vocab_size])
@@ -224,7 +226,8 @@ class LiteModule(tf.Module):
             return {"vocab_json_utf8": vocab_bytes}
 
         vocab_fn.__name__ = "vocab"  # the TFLite signature key is the function's name
-        self.functions = {"step": step, "prime": prime, "vocab": tf.function(vocab_fn, input_signature=[])}
+        self.functions = {"step": step, "prime": prime,
+                          "vocab": tf.function(vocab_fn, input_signature=[], autograph=False)}
 
 
 def tflite_paths(base_dir, name):

@@ -125,6 +125,30 @@ def test_stops_at_eos_and_reports_lengths(vocab, tiny_model):
         assert not set(row[:length]) & {PAD_ID, OOV_ID, EOS_ID}
 
 
+def test_unrolled_loop_gives_the_tokens_of_one_step_per_iteration(vocab, tiny_model):
+    """Several steps per while-loop iteration change neither the tokens nor where rows stop.
+
+    Sampling at a high temperature ends rows at EOS at different positions,
+    and the lengths are not multiples of the unroll factors.
+    """
+    gen = get_generator(tiny_model, vocab)
+    ids = gen.encode(tf.constant(["the cat", "a", "", "dog"]))
+    ids = tf.concat([tf.fill([4, 1], EOS_ID), ids], axis=1)
+    args = (ids.to_tensor(PAD_ID), tf.cast(ids.row_lengths(), tf.int32))
+    runs = {unroll: tf.function(lambda *a, unroll=unroll: gen.continue_ids(*a, unroll=unroll), autograph=False)
+            for unroll in (1, 3, 4)}
+    for max_length in (1, 7, 40):
+        for temperature in (0.0, 2.0):
+            sampling_args = (tf.constant(max_length), tf.constant(temperature), tf.constant(0), tf.constant(1.0),
+                             tf.constant(3, tf.int64))
+            want, _ = runs[1](*args, *sampling_args)
+            assert want.shape == (4, max_length)
+            for unroll in (3, 4):
+                np.testing.assert_array_equal(runs[unroll](*args, *sampling_args)[0], want)
+        ended = (want.numpy() == EOS_ID).any(axis=1)
+        assert max_length == 1 or 0 < ended.sum() < 4  # the sampled rows stop at different points
+
+
 def test_sampling_never_picks_pad_or_oov():
     logits = tf.constant([[50.0, 50.0, 0.0, 1.0, 2.0]] * 64)
     for temperature, top_k, top_p in [(0.0, 0, 1.0), (1.0, 0, 1.0), (5.0, 0, 1.0), (1.0, 2, 1.0), (1.0, 0, 0.5)]:
