@@ -168,3 +168,27 @@ def run(settings, png_path, log=print):
             "baseline_bits_per_char": base["val_bits_per_char"], "package_bits_per_char": pkg["val_bits_per_char"],
             "improvement_bits_per_char": base["val_bits_per_char"] - pkg["val_bits_per_char"],
             "plot": png_path}
+
+
+def main(argv=None):
+    """`python -m bench.quality --seconds 1200`: the package's side alone, for a longer curve than `make bench`'s."""
+    import argparse
+    import json
+
+    from bench import config
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--seconds", type=float, default=1200.0, help="training budget (wall clock)")
+    p.add_argument("--checkpoints", type=int, default=8, help="curve points, each on every validation line")
+    args = p.parse_args(argv)
+    s = config.Settings(quality_seconds=args.seconds, quality_checkpoints=args.checkpoints)
+    train, val, vocab = corpora.shakespeare_lines(s.data)
+    row = run_package(train, val, val, vocab, s)
+    row.pop("_model")
+    for seconds, bpc in row["curve"]:
+        print(f"{seconds:7.0f} s  {bpc:.3f} bits/char")
+    print(json.dumps({k: v for k, v in row.items() if k != "curve"}))
+
+
+if __name__ == "__main__":
+    main()
