@@ -9,6 +9,8 @@ curve. The final figure uses every validation line, over real target
 positions only (characters + EOS; no padding) on both sides.
 """
 
+import argparse
+import json
 import math
 import time
 
@@ -20,6 +22,7 @@ import keras_textgen as ktg
 from keras_textgen import vocab as vocab_lib
 
 from bench import baseline as baseline_lib
+from bench import config
 from bench import corpora
 
 LN2 = math.log(2.0)
@@ -172,11 +175,6 @@ def run(settings, png_path, log=print):
 
 def main(argv=None):
     """`python -m bench.quality --seconds 1200`: the package's side alone, for a longer curve than `make bench`'s."""
-    import argparse
-    import json
-
-    from bench import config
-
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--seconds", type=float, default=1200.0, help="training budget (wall clock)")
     p.add_argument("--checkpoints", type=int, default=8, help="curve points, each on every validation line")

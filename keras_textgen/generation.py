@@ -317,11 +317,7 @@ class TextGenerator(tf.Module):
                                            message=f"a prompt is longer than {MAX_PROMPT_TOKENS} tokens"),
         ]
         with tf.control_dependencies(checks):
-            batch = tf.shape(prompts)[0]
-            eos = tf.fill([batch, 1], vocab_lib.EOS_ID)
-            primed = tf.concat([eos, ids], axis=1)
-            lengths = tf.cast(primed.row_lengths(), tf.int32)
-            padded = primed.to_tensor(vocab_lib.PAD_ID)
+            padded, lengths = self.primer_ids(ids)
             # Nothing is sized from max_length before the checks pass.
             max_length = tf.identity(max_length)
         out, steps = (continue_fn or self.continue_ids)(padded, lengths, max_length, temperature, top_k, top_p,
@@ -330,6 +326,12 @@ class TextGenerator(tf.Module):
         is_text = tf.logical_and(tf.not_equal(out, vocab_lib.PAD_ID), tf.not_equal(out, vocab_lib.EOS_ID))
         lengths = tf.reduce_sum(tf.cast(is_text, tf.int32), axis=1)
         return {"text": text, "tokens": out, "lengths": lengths}
+
+    def primer_ids(self, ids):
+        """Ragged prompt ids -> `continue_ids`'s inputs: `[EOS] + ids` per row, right-padded, and the row lengths."""
+        eos = tf.fill([ids.nrows(out_type=tf.int32), 1], vocab_lib.EOS_ID)
+        primed = tf.concat([eos, ids], axis=1)
+        return primed.to_tensor(vocab_lib.PAD_ID), tf.cast(primed.row_lengths(), tf.int32)
 
     def continue_ids(self, ids, lengths, max_length, temperature, top_k, top_p, seed, unroll=DECODE_UNROLL):
         """The numeric part of `generate`: prime on prompt ids, then the generation loop.

@@ -132,9 +132,7 @@ def test_unrolled_loop_gives_the_tokens_of_one_step_per_iteration(vocab, tiny_mo
     and the lengths are not multiples of the unroll factors.
     """
     gen = get_generator(tiny_model, vocab)
-    ids = gen.encode(tf.constant(["the cat", "a", "", "dog"]))
-    ids = tf.concat([tf.fill([4, 1], EOS_ID), ids], axis=1)
-    args = (ids.to_tensor(PAD_ID), tf.cast(ids.row_lengths(), tf.int32))
+    args = gen.primer_ids(gen.encode(tf.constant(["the cat", "a", "", "dog"])))
     runs = {unroll: tf.function(lambda *a, unroll=unroll: gen.continue_ids(*a, unroll=unroll), autograph=False)
             for unroll in (1, 3, 4)}
     for max_length in (1, 7, 40):
