@@ -153,26 +153,32 @@ class TextGenerator(tf.Module):
                                [self.vocab_size])
         return tf.cast(banned, tf.float32)
 
-    def _decoder_step(self, per_gate=False):
-        """`step` for the generation loop, with its weights laid out once per call.
+    def _decoder(self, per_gate=False):
+        """The generation loop's step in three parts, with its weights laid out once per call.
+
+        Returns `(project, cells, head)`:
+        - `project(tokens)`: the first layer's input for int32 tokens of any
+          shape `S`: for a one-hot first LSTM its input projection (with the
+          bias), read as rows of a table whose row 0 (pad) is the bias alone,
+          what a zero input gives; `[*S, 4 units]`, or a list of four
+          `[*S, units]` with `per_gate`. Else the `TokenEncoding` of the tokens;
+        - `cells(projected, states)`: `(x, new_states)` from one step of that
+          input (`[batch, ...]`) through every recurrent layer;
+        - `head(x)`: the logits, with the ban on pad and OOV folded into the
+          head's bias, so they come out ready for sampling.
 
         The same arithmetic as `step`, in fewer or cheaper ops per token (a
-        generated token's cost is mostly per-op overhead, not FLOPs):
-        - a one-hot first LSTM reads its input projection and bias as one row
-          of a table whose row 0 (pad) is the bias alone, what a zero input
-          gives;
-        - for one row (`per_gate=False`) its gate columns are reordered to
-          (i, f, o, c), so the three sigmoid gates are one op; for several
-          rows (`per_gate=True`) each gate has its own table and recurrent
-          kernel, which costs more ops but no splits of the `[batch, 4 units]`
-          pre-activations, strided copies that cost more than the matmul
-          from a batch of 8 up (1.8x faster per step at 64 rows);
-        - the head's bias carries the ban on pad and OOV, so the logits come
-          out ready for sampling.
+        generated token's cost is mostly per-op overhead, not FLOPs): for one
+        row (`per_gate=False`) the first LSTM's gate columns are reordered to
+        (i, f, o, c), so the three sigmoid gates are one op; for several rows
+        (`per_gate=True`) each gate has its own table and recurrent kernel,
+        which costs more ops but no splits of the `[batch, 4 units]`
+        pre-activations, strided copies that cost more than the matmul from a
+        batch of 8 up (1.8x faster per step at 64 rows).
         """
-        head = self._keras.head
-        head_bias = self._banned() + (head.bias if head.use_bias else 0.0)
-        linear_head = head.activation is keras.activations.linear
+        head_layer = self._keras.head
+        head_bias = self._banned() + (head_layer.bias if head_layer.use_bias else 0.0)
+        linear_head = head_layer.activation is keras.activations.linear
         if self._one_hot_lstm:
             cell = self._keras.recurrent[0].cell
             u = cell.units
@@ -187,33 +193,51 @@ class TextGenerator(tf.Module):
                 table = tf.gather(table, order, axis=1)
                 recurrent_kernel = tf.gather(cell.recurrent_kernel, order, axis=1)
 
-        def step(tokens, states):
+        def project(tokens):
+            if not self._one_hot_lstm:
+                return self._keras.encoding(tokens)
+            if per_gate:
+                return [tf.gather(t, tokens) for t in gate_tables]
+            return tf.gather(table, tokens)
+
+        def cells(projected, states):
             states, new_states = list(states), []
             layers = self._keras.recurrent
+            x = projected
             if self._one_hot_lstm:
                 h, c = states[:2]
                 states = states[2:]
                 if per_gate:
-                    z_i, z_f, z_c, z_o = [tf.gather(t, tokens) + tf.matmul(h, k)
-                                          for t, k in zip(gate_tables, gate_kernels)]
+                    z_i, z_f, z_c, z_o = [p + tf.matmul(h, k) for p, k in zip(projected, gate_kernels)]
                     i, f, o = (cell.recurrent_activation(z) for z in (z_i, z_f, z_o))
                 else:
-                    z = tf.gather(table, tokens) + tf.matmul(h, recurrent_kernel)
+                    z = projected + tf.matmul(h, recurrent_kernel)
                     z_ifo, z_c = tf.split(z, [3 * u, u], axis=1)
                     i, f, o = tf.split(cell.recurrent_activation(z_ifo), 3, axis=1)
                 c = f * c + i * cell.activation(z_c)
                 h = o * cell.activation(c)
                 x, new_states, layers = h, [h, c], layers[1:]
-            else:
-                x = self._keras.encoding(tokens)
             for layer in layers:
                 n = len(layer.cell.state_size) if isinstance(layer.cell.state_size, (list, tuple)) else 1
                 x, layer_new = layer.cell(x, states[:n], training=False)
                 states = states[n:]
                 new_states.extend(layer_new if isinstance(layer_new, (list, tuple)) else [layer_new])
+            return x, new_states
+
+        def head(x):
             if linear_head:
-                return tf.matmul(x, head.kernel) + head_bias, new_states
-            return head(x) + self._banned(), new_states
+                return tf.matmul(x, head_layer.kernel) + head_bias
+            return head_layer(x) + self._banned()
+
+        return project, cells, head
+
+    def _decoder_step(self, per_gate=False):
+        """`step` for the generation loop (see `_decoder`): tokens `[batch]` -> banned logits, new states."""
+        project, cells, head = self._decoder(per_gate)
+
+        def step(tokens, states):
+            x, new_states = cells(project(tokens), states)
+            return head(x), new_states
 
         return step
 
@@ -252,29 +276,39 @@ class TextGenerator(tf.Module):
                                             parallel_iterations=1)
         return tf.transpose(tokens.stack()[:max_length]), tf.minimum(steps, max_length)
 
-    def prime(self, ids, lengths):
+    def prime(self, ids, lengths, per_gate=False, unroll=1):
         """Runs right-padded prompt ids `[batch, T]` through the cells.
 
         Rows stop updating their state after their own length, so prompts of
         different lengths share one batch. Returns the logits after each
-        row's last prompt token and the states there.
+        row's last prompt token (already banned, as the decoder's head gives
+        them) and the states there.
+
+        It steps with the generation loop's cells (`_decoder`, in the
+        `per_gate` layout), and only the last output goes through the head.
+        `unroll` steps run per loop iteration: the steps past `T` repeat the
+        last position, and every row is frozen there already.
         """
+        project, cells, head = self._decoder(per_gate)
         batch = tf.shape(ids)[0]
         steps = tf.shape(ids)[1]
+        time_major = tf.transpose(ids)  # each step reads a contiguous row
         states = self.initial_state(batch)
-        logits = tf.zeros([batch, self.vocab_size])
+        x = tf.zeros([batch, self._keras.recurrent[-1].cell.units])
 
-        def body(t, logits, states):
-            step_logits, step_states = self.step(ids[:, t], states)
-            active = (t < lengths)[:, None]
-            states = [tf.where(active, new, old) for new, old in zip(step_states, states)]
-            logits = tf.where(active, step_logits, logits)
-            return t + 1, logits, states
+        def body(t, x, states):
+            for j in range(unroll):
+                at = tf.minimum(t + j, steps - 1)
+                step_x, step_states = cells(project(time_major[at]), states)
+                active = (t + j < lengths)[:, None]
+                states = [tf.where(active, new, old) for new, old in zip(step_states, states)]
+                x = tf.where(active, step_x, x)
+            return t + unroll, x, states
 
-        _, logits, states = tf.while_loop(
-            lambda t, *_: t < steps, body, (tf.constant(0), logits, states),
+        _, x, states = tf.while_loop(
+            lambda t, *_: t < steps, body, (tf.constant(0), x, states),
             parallel_iterations=1)
-        return logits, states
+        return head(x), states
 
     def generate(self, prompts, max_length=100, temperature=1.0, top_k=0, top_p=1.0, seed=0, continue_fn=None):
         """Continues each prompt; graph code (wrap in `tf.function` for speed).
@@ -354,8 +388,15 @@ class TextGenerator(tf.Module):
             `(tokens, steps)`: int32 `[batch, max_length]` (pad after each
             row's end) and the number of positions the loop ran.
         """
-        logits, states = self.prime(ids, lengths)
-        logits = logits + self._banned()
+        def primed(per_gate):
+            return self.prime(ids, lengths, per_gate=per_gate, unroll=unroll)
+
+        # The gate layout (see `_decoder`) is chosen once, from the batch size.
+        several = tf.shape(ids)[0] > 1
+        if self._one_hot_lstm:
+            logits, states = tf.cond(several, lambda: primed(True), lambda: primed(False))
+        else:
+            logits, states = primed(False)
 
         def greedy(logits, i):
             return tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -369,7 +410,7 @@ class TextGenerator(tf.Module):
         def decode(pick):
             if not self._one_hot_lstm:  # the gate layout only concerns a one-hot first LSTM
                 return self._decode(logits, states, max_length, pick, unroll=unroll)
-            return tf.cond(tf.shape(ids)[0] > 1,
+            return tf.cond(several,
                            lambda: self._decode(logits, states, max_length, pick, per_gate=True, unroll=unroll),
                            lambda: self._decode(logits, states, max_length, pick, per_gate=False, unroll=unroll))
 

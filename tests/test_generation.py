@@ -63,6 +63,39 @@ def test_decoder_step_layouts_equal_the_keras_cells(vocab, tiny_model, per_gate)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("unroll", [1, 4])
+@pytest.mark.parametrize("variant", ["two-layer lstm, fused gates", "two-layer lstm, gate by gate", "embedding gru"])
+def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab, tiny_model, variant, unroll):
+    """Priming a right-padded batch equals the Keras model on each row alone, up to its own length.
+
+    Rows of lengths 1 to 9 in one batch of width 9: each row's state must
+    stop at its own end (the pad positions after it change nothing), and
+    steps past the width, which the unrolled loop runs, must not count.
+    """
+    if "gru" in variant:
+        model = ktg.build_model(vocab, units=12, layers=1, cell="gru", embedding_dim=6)
+        model.layers[-1].bias.assign(np.linspace(-1, 1, vocab.size))
+    else:
+        model = tiny_model
+    gen = get_generator(model, vocab)
+    prompts = ["the cat s", "a", "", "dog ran", "ab"]
+    padded, lengths = gen.primer_ids(gen.encode(tf.constant(prompts)))
+    assert padded.shape == (5, 10)
+    logits, states = gen.prime(padded, lengths, per_gate="gate by gate" in variant, unroll=unroll)
+    real = [i for i in range(vocab.size) if i not in (PAD_ID, OOV_ID)]
+    assert np.isneginf(tf.gather(logits, [PAD_ID, OOV_ID], axis=1).numpy()).all()
+    for row, prompt in enumerate(prompts):
+        ids = np.array([[EOS_ID] + vocab.encode(prompt).numpy().tolist()])
+        want = model(ids).numpy()[0, -1]
+        np.testing.assert_allclose(tf.gather(logits[row], real), want[real], rtol=1e-5, atol=1e-5)
+    # Padding the same rows further (a wider batch) leaves the result unchanged.
+    wider = tf.pad(padded, [[0, 0], [0, 3]])
+    logits_wider, states_wider = gen.prime(wider, lengths, per_gate="gate by gate" in variant, unroll=unroll)
+    np.testing.assert_allclose(logits_wider, logits, rtol=1e-6, atol=1e-6)
+    for got, want in zip(states_wider, states):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 def test_batch_of_prompts_equals_one_by_one_for_greedy(vocab, tiny_model):
     prompts = ["the cat", "", "a dog ran in the"]
     batch = ktg.generate(tiny_model, vocab, prompts, max_length=30, temperature=0)
