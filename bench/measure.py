@@ -127,6 +127,18 @@ def versions():
     return out
 
 
+def source_revision(root):
+    """The code a run measured: `{"commit": sha, "dirty": uncommitted changes?}`, or Nones outside git."""
+    def git(*args):
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=30,
+                              check=True).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
 def today():
     return datetime.date.today().isoformat()
 

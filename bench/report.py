@@ -97,6 +97,12 @@ def _target_goal(t):
     return {"padding": "< 10%", "tflite_step": "<= 50 us", "quality": ">= 0.5 bits/char"}.get(t["name"], goal)
 
 
+def _code(code):
+    if not code or not code.get("commit"):
+        return "not a git checkout"
+    return f"commit {code['commit'][:12]}" + (" with uncommitted changes" if code.get("dirty") else "")
+
+
 def markdown(results):
     meta = results.get("meta", {})
     m, v = meta.get("machine", {}), meta.get("versions", {})
@@ -107,6 +113,7 @@ def markdown(results):
             f"- Machine: {m.get('cpu_model', '?')}, {m.get('usable_cores', '?')} usable cores, "
             f"load average {_load(m.get('load_average_at_start'))} at start, "
             f"{_load(m.get('load_average_at_end'))} at end",
+            f"- Code: {_code(meta.get('code'))}",
             f"- TensorFlow {v.get('tensorflow')}, Keras {v.get('keras')}, tf_keras {v.get('tf_keras')}, "
             f"Python {v.get('python')}, keras_textgen {v.get('keras_textgen')}",
             f"- Total time: {_n(meta.get('seconds_total'))} s; each figure is the median of several runs after "

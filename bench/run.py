@@ -96,7 +96,8 @@ def main(argv=None):
     results = {"meta": {"date": date, "started": measure.now_iso(), "command": measure.command_line(argv),
                         "smoke": settings.smoke,
                         "sections": args.sections, "machine": measure.machine_info(),
-                        "versions": measure.versions(), "settings": dataclasses.asdict(settings)}}
+                        "versions": measure.versions(), "code": measure.source_revision(config.ROOT),
+                        "settings": dataclasses.asdict(settings)}}
 
     def save():
         results["meta"]["seconds_total"] = time.perf_counter() - t_start

@@ -104,6 +104,12 @@ def test_smoke_run_records_the_run_and_checks_the_targets(smoke):
     assert meta["smoke"] is True and meta["date"] and "bench.run --smoke" in meta["command"]
     assert meta["machine"]["cpu_model"] and meta["machine"]["usable_cores"] >= 1
     assert meta["versions"]["tensorflow"] and meta["versions"]["keras"]
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout (CI's clean clone is one): the run names the measured commit
+        assert meta["code"]["commit"] == head.stdout.strip()
+        assert f"- Code: commit {head.stdout.strip()[:12]}" in (out / "smoke.md").read_text()
+    else:
+        assert meta["code"] == {"commit": None, "dirty": None}
     names = [t["name"] for t in results["targets"]]
     assert names == ["pipeline", "pipeline_cached", "training", "padding", "quality", "generation_single",
                      "generation_single_xla", "generation_batch", "generation_batch_xla", "tflite_step"]
