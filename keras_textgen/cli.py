@@ -1,6 +1,6 @@
 """The `keras-textgen` command line: train, generate, evaluate, info, export.
 
-Bad input prints one line, `keras-textgen: error: ...`, and exits with code 2.
+Bad input prints one line, `keras-textgen COMMAND: error: ...`, and exits with code 2.
 """
 
 import argparse
@@ -109,6 +109,8 @@ def build_parser():
     p.add_argument("--validation-steps", type=_positive_int, help="validation batches; unset = all")
     p.add_argument("--batch-size", type=_positive_int, default=D.batch_size, help="examples per batch")
     p.add_argument("--seq-len", type=_positive_int, default=D.seq_len, help="window length in chunks mode")
+    p.add_argument("--max-line-length", type=_positive_int, default=D.max_line_length,
+                   help="lines mode: the widest example in tokens; a longer line keeps its first N-1 (+ EOS)")
     p.add_argument("--units", type=_positive_int, default=D.units, help="width of each recurrent layer")
     p.add_argument("--layers", type=_positive_int, default=D.layers, help="stacked recurrent layers")
     p.add_argument("--cell", choices=("lstm", "gru"), default=D.cell, help="recurrent cell")
@@ -122,6 +124,8 @@ def build_parser():
     p.add_argument("--backup-every", type=_positive_int, default=D.backup_every, help="BackupAndRestore every N steps")
     p.add_argument("--sample-prompt", action="append", dest="sample_prompts",
                    help="prompt for the samples printed each epoch (repeatable)")
+    p.add_argument("--sample-length", type=_positive_int, default=D.sample_length,
+                   help="most tokens of each sample printed each epoch")
     p.add_argument("--strategy", choices=("mirrored", "multi-worker", "tpu"),
                    help="tf.distribute strategy; --batch-size is then per replica")
     p.add_argument("--deterministic", action="store_true",
@@ -174,6 +178,7 @@ def cmd_train(args):
         corpus=args.corpus, level=args.level, mode=args.mode, column=args.column, data_dir=args.data_dir,
         manual_dir=args.manual_dir, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         validation_steps=args.validation_steps, batch_size=args.batch_size, seq_len=args.seq_len,
+        max_line_length=args.max_line_length, sample_length=args.sample_length,
         units=args.units, layers=args.layers, cell=args.cell, embedding_dim=args.embedding_dim,
         dropout=args.dropout, learning_rate=args.learning_rate, max_tokens=args.max_tokens,
         min_frequency=args.min_frequency, lowercase=args.lowercase, seed=args.seed,

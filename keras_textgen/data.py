@@ -1,7 +1,8 @@
 """Graph-only `tf.data` pipelines: strings -> (inputs, next-token targets) batches.
 
-Every transform here is a TensorFlow op (`tf.strings`, `StringLookup`,
-`padded_batch`, `bucket_by_sequence_length`); there is no `py_function`,
+Every transform here is a TensorFlow op (`tf.strings` splitting, a
+`StringLookup`, `RaggedTensor.to_tensor` padding, length sorting and dense
+slicing, `Dataset.random` seeds); there is no `py_function`,
 `numpy_function` or Python callback in the dataset graph, so the pipeline runs
 in parallel C++ and can be serialised and distributed.
 
@@ -46,7 +47,9 @@ def make_dataset(texts, vocab, mode="lines", batch_size=64, seq_len=100, max_len
             `"chunks"`: strings are documents cut into windows of `seq_len`.
         batch_size: examples per batch.
         seq_len: window length in chunks mode.
-        max_length: in lines mode, longer lines are cut to this many tokens.
+        max_length: in lines mode, the widest example: a line keeps its
+            first `max_length - 1` tokens, and its inputs and targets add
+            one EOS each.
         shuffle: shuffle examples (with `seed`) each epoch.
         bucket: in lines mode, batch lines of similar length together, so
             little of each batch is padding (see `lines_batches`).

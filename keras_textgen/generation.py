@@ -503,9 +503,10 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
         seed: an int for reproducible text; `None` draws a fresh seed.
         sampler: optionally a `keras_textgen.samplers` object, which sets
             `temperature`, `top_k` and `top_p` instead.
-        jit_compile: compile the generation loop with XLA: about 2x faster on
-            CPU, after a compilation of a second or two for each new batch
-            size and `max_length`. Greedy text is the same as without it
+        jit_compile: compile the generation loop with XLA: 1.6-2x faster for
+            one prompt on a 2-core CPU (less for large batches), after a
+            compilation of a few seconds for each new batch size and
+            `max_length`. Greedy text is the same as without it
             (unless float rounding decides a near-tie). Sampling draws from
             the same distribution but from XLA's own random stream, so a
             seed gives other text than without XLA or from the SavedModel
@@ -528,6 +529,10 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
     prompt_list = [prompts] if single else list(prompts)
     if not prompt_list or not all(isinstance(p, str) for p in prompt_list):
         raise errors.ConfigError("prompts must be a string or a non-empty list of strings")
+    broken = [i for i, p in enumerate(prompt_list) if not vocab_lib.is_unicode_text(p)]
+    if broken:
+        raise errors.ConfigError(f"prompt {broken[0] + 1} is not Unicode text: it holds a lone surrogate "
+                                 f"(undecodable bytes?): {prompt_list[broken[0]]!r}")
     if seed is None:
         seed = random.SystemRandom().randrange(2**62)
     gen = get_generator(model, vocab)

@@ -24,6 +24,7 @@ from keras_textgen import errors
 from keras_textgen import io_utils
 from keras_textgen import model as model_lib
 from keras_textgen import threads
+from keras_textgen import vocab as vocab_lib
 from keras_textgen.vocab import Vocabulary
 
 
@@ -64,13 +65,20 @@ class TrainConfig:
     def validate(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "seq_len": self.seq_len,
                     "units": self.units, "layers": self.layers, "backup_every": self.backup_every,
-                    "max_line_length": self.max_line_length}
+                    "max_line_length": self.max_line_length, "sample_length": self.sample_length}
         for name in ("steps_per_epoch", "validation_steps", "embedding_dim", "max_tokens"):
             if getattr(self, name) is not None:
                 positive[name] = getattr(self, name)
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise errors.ConfigError(f"{name} must be a positive integer, got {value!r}")
+        broken = [p for p in self.sample_prompts if not isinstance(p, str) or not vocab_lib.is_unicode_text(p)]
+        if broken:
+            raise errors.ConfigError(f"sample prompt {broken[0]!r} is not Unicode text (a lone surrogate: "
+                                     f"undecodable bytes?)")
+        if self.max_line_length < 2:
+            raise errors.ConfigError(f"max_line_length must be at least 2 (a token and its EOS), "
+                                     f"got {self.max_line_length}")
         if self.level not in ("char", "word"):
             raise errors.ConfigError(f"level must be 'char' or 'word', got {self.level!r}")
         if self.mode not in (None, "lines", "chunks"):

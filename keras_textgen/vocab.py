@@ -73,12 +73,26 @@ def decode(ids, id_to_token, level="char"):
     return tf.strings.regex_replace(text, r" ([^\w\s])", r"\1")
 
 
+def is_unicode_text(text):
+    """Whether a `str` is Unicode text that TensorFlow can hold: no lone surrogates.
+
+    Python strings may carry them (e.g. `surrogateescape` stands for
+    undecodable bytes in `sys.argv` this way); UTF-8 cannot encode them.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Vocabulary:
     """The token vocabulary of a model, with reserved ids that never move.
 
     Ids: `0` is padding (masked everywhere), `1` is out-of-vocabulary,
     `2` is end-of-sequence (also fed as the first input of every sequence),
-    and ids `3..size-1` are the corpus tokens, most frequent first.
+    and ids `3..size-1` are the corpus tokens (from `adapt`: characters in
+    code-point order, words most frequent first).
     Encoding is a `keras.layers.StringLookup` and decoding a `tf.gather`, so
     both are TF ops usable inside `tf.data` and `tf.function`.
 
@@ -99,10 +113,12 @@ class Vocabulary:
         # StringLookup stores its vocabulary as a NumPy unicode array, which drops
         # trailing NULs: "\x00" would become the pad token. NUL is therefore never
         # a token (adapt leaves it out, so it encodes as OOV).
-        bad = [t for t in tokens if t in reserved or not isinstance(t, str) or t.endswith("\x00")]
+        bad = [t for t in tokens
+               if t in reserved or not isinstance(t, str) or t.endswith("\x00") or not is_unicode_text(t)]
         if bad:
             raise errors.ConfigError(
-                f"vocabulary tokens may not be reserved, end in NUL, or be non-strings: {bad[:3]!r}")
+                f"vocabulary tokens may not be reserved, end in NUL, be non-strings or hold lone surrogates "
+                f"(not Unicode text): {bad[:3]!r}")
         if len(set(tokens)) != len(tokens):
             raise errors.ConfigError("vocabulary tokens must be unique")
         if not tokens:
@@ -188,9 +204,10 @@ class Vocabulary:
     def adapt(cls, texts, level="char", max_tokens=None, min_frequency=1, lowercase=False, batch_size=1024):
         """Builds a vocabulary from a dataset (or list) of strings.
 
-        Tokens are counted with `tf.strings` ops; they are ordered by
-        frequency (ties broken by the token), so the same corpus always gives
-        the same ids.
+        Tokens are counted with `tf.strings` ops; `max_tokens` and
+        `min_frequency` keep the most frequent ones, then characters are
+        ordered by code point and words by frequency (ties broken by the
+        token), so the same corpus always gives the same ids.
 
         Args:
             texts: a `tf.data.Dataset` of scalar strings, or a list of str.

@@ -16,13 +16,14 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import LINES  # noqa: E402
 
 import keras_textgen as ktg  # noqa: E402
-from keras_textgen import cli  # noqa: E402
+from keras_textgen import cli, training  # noqa: E402
 from keras_textgen.generation import MAX_GENERATE_TOKENS, MAX_PROMPT_TOKENS  # noqa: E402
 from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID  # noqa: E402
 
@@ -71,7 +72,15 @@ def _export(*extra):
 def check_long_line(ctx, code, out, err):
     assert code == 0, err
     model, vocab, config = ktg.load_model_dir(ctx["OUT"])
-    assert config["max_line_length"] == 256 and json.load(open(ctx["OUT"] + "/history.json"))["epoch"] == [1]
+    assert config["max_line_length"] == 64 and json.load(open(ctx["OUT"] + "/history.json"))["epoch"] == [1]
+    # The batches that run trained on: the 5 MB line is one example of width 64, its first 63 tokens + EOS.
+    run_config = training.TrainConfig(corpus=ctx["CORPUS"], max_line_length=64, batch_size=4, seed=1)
+    _, vocab, train_ds, _ = training.prepare(run_config)
+    widths = [int(x.shape[1]) for x, _ in train_ds]
+    assert max(widths) == 64 and widths.count(64) == 1
+    (x, y), = [(x, y) for x, y in train_ds.unbatch() if int(tf.math.count_nonzero(x)) == 64]
+    assert vocab.decode(x[1:]).numpy().decode() == ("the cat " * 8)[:63]
+    assert int(y[62]) == vocab.encode(("the cat " * 8)[62])[0] and int(y[63]) == EOS_ID
 
 
 def check_newlines(ctx, code, out, err):
@@ -115,7 +124,9 @@ def check_top_k_large(ctx, code, out, err):
 
 def check_empty_prompt(ctx, code, out, err):
     assert code == 0, err
-    assert isinstance(json.loads(out)[0], str)
+    model, vocab, _ = ktg.load_model_dir(ctx["MODEL"], compile=False)
+    text = json.loads(out)[0]
+    assert text and text == ktg.generate(model, vocab, [""], max_length=10, temperature=1.0, seed=1)[0]
 
 
 ROWS = [
@@ -133,8 +144,9 @@ ROWS = [
         setup=_file("n.txt", b"abc\x00def\nmore\n")),
     Row("corpus", "a single line", "error: a train/validation split needs at least 2 lines", _train(), "at least 2",
         setup=_file("one.txt", "just one line\n")),
-    Row("corpus", "one 5 MB line among short ones", "trains; in lines mode a line is cut to --max-line-length "
-        "(256) tokens", _train(), check=check_long_line,
+    Row("corpus", "one 5 MB line among short ones", "trains; in lines mode a line keeps its first "
+        "--max-line-length - 1 tokens (default 256 - 1; its EOS makes 256)", _train("--max-line-length", "64"),
+        check=check_long_line,
         setup=_file("long.txt", "\n".join(["the cat " * 655_360] + LINES))),
     Row("corpus", "mixed newlines \\r\\n, \\r, \\n", "each ends a line; no \\r reaches the vocabulary",
         check=check_newlines),
@@ -167,6 +179,8 @@ ROWS = [
         "--epochs: expected a positive integer", setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--steps-per-epoch 0", "error: expected a positive integer", _train("--steps-per-epoch", "0"),
         "--steps-per-epoch: expected a positive integer", setup=_file("c.txt", "\n".join(LINES))),
+    Row("training", "--sample-prompt with bytes that are not UTF-8", "error before training starts",
+        _train("--sample-prompt", "caf\udce9"), "is not Unicode text", setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--learning-rate nan", "error: learning_rate must be a positive number",
         _train("--learning-rate", "nan"), "learning_rate must be a positive number",
         setup=_file("c.txt", "\n".join(LINES))),
@@ -217,6 +231,8 @@ ROWS = [
         f"max_length must be an integer in [1, {MAX_GENERATE_TOKENS}]"),
     Row("generation", f"prompt over {MAX_PROMPT_TOKENS} tokens", "error", _gen("--prompt", "a" * (MAX_PROMPT_TOKENS + 1)),
         f"a prompt is longer than {MAX_PROMPT_TOKENS} tokens"),
+    Row("generation", "prompt with bytes that are not UTF-8", "error", _gen("--prompt", "caf\udce9"),
+        "prompt 2 is not Unicode text"),
     Row("generation", "empty prompt", "a text from the beginning (the model starts after EOS)",
         ["generate", "--model", "MODEL", "--prompt", "", "--max-length", "10", "--seed", "1", "--json"],
         check=check_empty_prompt),
@@ -325,8 +341,8 @@ def readme_table():
 # -- properties -----------------------------------------------------------------
 # NUL may be in any text (and maps to OOV) but not in a vocabulary: see test_nul_character_in_a_vocabulary.
 @settings(max_examples=30, deadline=None)
-@given(known=st.sets(st.characters(exclude_characters="\x00"), min_size=1, max_size=20),
-       text=st.text(max_size=30))
+@given(known=st.sets(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), min_size=1, max_size=20),
+       text=st.text(st.characters(exclude_categories=["Cs"]), max_size=30))
 def test_property_any_unicode_round_trips_except_oov(known, text):
     vocab = ktg.Vocabulary(sorted(known))
     ids = vocab.encode(text).numpy().tolist()
@@ -336,6 +352,16 @@ def test_property_any_unicode_round_trips_except_oov(known, text):
     own = text.replace("\x00", "")
     full = ktg.Vocabulary.adapt([own + "x"])  # a vocabulary adapted on the text itself loses nothing
     assert full.decode(full.encode(own)).numpy().decode("utf-8") == own
+
+
+def test_lone_surrogates_are_a_clear_error():
+    """Lone surrogates (not Unicode text; what `surrogateescape` makes of undecodable bytes) are refused."""
+    with pytest.raises(ktg.errors.ConfigError, match="lone surrogates"):
+        ktg.Vocabulary(["a", "\ud800"])
+    vocab = ktg.Vocabulary(["a", "b"])
+    model = ktg.build_model(vocab, units=4)
+    with pytest.raises(ktg.errors.ConfigError, match=r"prompt 2 is not Unicode text: it holds a lone surrogate"):
+        ktg.generate(model, vocab, ["ab", "a\udcff"], max_length=2)
 
 
 def test_nul_character_in_a_vocabulary():
@@ -406,6 +432,12 @@ def test_property_masked_positions_never_change_the_loss(data):
         nll += list(log_z - logits[np.arange(n), y[i, :n]])
     assert loss == pytest.approx(float(np.mean(nll)), abs=1e-4)
     assert math.isfinite(loss)
+
+
+def test_readme_has_the_table_of_these_rows():
+    """The README's bad-input table is `readme_table()` verbatim (regenerate it with this file as a script)."""
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    assert readme_table() in readme
 
 
 if __name__ == "__main__":
