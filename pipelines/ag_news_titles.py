@@ -40,7 +40,8 @@ else:
 try:
     corpus = ktg.corpus.load(source, mode="lines", data_dir=args.data_dir)
 except ktg.errors.KerasTextgenError as e:
-    sys.exit(f"ag_news_titles: {e}")  # exit code 1 with the reason; see --data-dir above
+    print(f"ag_news_titles: {e}", file=sys.stderr)  # the reason in one line; see --data-dir above
+    sys.exit(2)
 
 vocab = ktg.Vocabulary.adapt(corpus.train, level="char")
 train_ds = ktg.make_dataset(corpus.train, vocab, mode="lines", batch_size=64, bucket=True, seed=1)

@@ -113,10 +113,18 @@ def test_bucketing_reduces_padding(vocab):
 
 
 def test_seeded_shuffle_is_reproducible(vocab, lines):
-    def first_epoch():
-        return [x.numpy().tolist() for x, _ in ktg.make_dataset(lines, vocab, batch_size=2, seed=3, bucket=False)]
+    def first_epoch(seed=3, shuffle=True):
+        ds = ktg.make_dataset(lines, vocab, batch_size=2, seed=seed, bucket=False, shuffle=shuffle)
+        return [x.numpy().tolist() for x, _ in ds]
 
     assert first_epoch() == first_epoch()
+    assert first_epoch() != first_epoch(seed=4)
+    assert first_epoch() != first_epoch(shuffle=False)
+
+    def rows(epoch):
+        return sorted(tuple(t for t in row if t != PAD_ID) for batch in epoch for row in batch)
+
+    assert rows(first_epoch()) == rows(first_epoch(shuffle=False))  # the same lines, in another order
 
 
 def test_known_cardinality(vocab, lines):

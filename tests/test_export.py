@@ -194,10 +194,14 @@ def test_tflite_logits_match_keras_for_100_steps(tflite_files, loaded):
     keras_states = gen.initial_state(1)
     lite_states = lite.initial_states(1)
     token = 2
-    for _ in range(100):
+    prefix = []
+    for i in range(100):
+        prefix.append(token)
         keras_logits, keras_states = gen.step(tf.constant([token]), keras_states)
         lite_logits, lite_states = lite.step([token], lite_states)
         np.testing.assert_allclose(lite_logits, keras_logits.numpy(), atol=1e-4)
+        if i % 20 in (0, 19):  # and against the Keras model run on the whole prefix
+            np.testing.assert_allclose(lite_logits[0], model(np.array([prefix])).numpy()[0, -1], atol=1e-4)
         masked = keras_logits.numpy()[0]
         masked[:2] = -np.inf
         token = int(masked.argmax())
@@ -215,8 +219,22 @@ def test_greedy_text_identical_across_keras_saved_model_and_tflite(tflite_files,
                                       seed=tf.constant(0, tf.int64))["text"].numpy()]
     lite_text = LiteGenerator(tflite_files["none"]).generate(prompts, max_length=200, temperature=0)
     assert keras_text == sm_text == lite_text
-    assert LiteGenerator(tflite_files["none"]).generate(prompts, max_length=30, temperature=0.8, top_k=5, seed=1) \
-        == LiteGenerator(tflite_files["none"]).generate(prompts, max_length=30, temperature=0.8, top_k=5, seed=1)
+    lite = LiteGenerator(tflite_files["none"])
+    sampled = [lite.generate(prompts, max_length=30, temperature=1.5, top_k=5, seed=s) for s in (1, 1, 2)]
+    assert sampled[0] == sampled[1] != sampled[2]  # a seed gives the same text, another seed other text
+
+
+def test_lite_sampler_follows_the_softmax_never_picks_pad_or_oov_and_keeps_top_k():
+    from keras_textgen.lite import sample
+
+    logits = np.array([[9.0, 9.0, 0.0, 1.0, 2.0, 0.5]])  # pad and OOV would dominate if not banned
+    rng = np.random.default_rng(0)
+    draws = sample(np.repeat(logits, 20_000, axis=0), 1.5, 0, rng)
+    assert not {0, 1} & set(draws.tolist())
+    want = np.exp(logits[0, 2:] / 1.5) / np.exp(logits[0, 2:] / 1.5).sum()
+    np.testing.assert_allclose(np.bincount(draws, minlength=6)[2:] / draws.size, want, atol=0.015)
+    assert set(sample(np.repeat(logits, 2_000, axis=0), 1.0, 2, rng).tolist()) == {3, 4}
+    assert sample(logits, 0.0).tolist() == [4]
 
 
 def test_quantized_models_are_smaller_and_close_in_quality(tflite_files):

@@ -1,5 +1,6 @@
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -42,9 +43,21 @@ def _check_greedy_against_rerun(tiny_model, vocab, jit_compile=False):
     assert fast == in_batch == vocab.decode(slow).numpy().decode()
 
 
-@pytest.mark.parametrize("per_gate", [False, True], ids=["fused gates (one row)", "gate by gate (a batch)"])
+def _keras_cells_step(model, tokens, states):
+    """One step of the model's own Keras layers: `TokenEncoding`, each `LSTMCell`/`GRUCell`, `Dense`."""
+    x, new_states = model.get_layer("token_encoding")(tokens), []
+    for layer in [layer for layer in model.layers if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU))]:
+        n = len(layer.cell.state_size) if isinstance(layer.cell.state_size, (list, tuple)) else 1
+        x, layer_states = layer.cell(x, states[:n], training=False)
+        states = states[n:]
+        new_states.extend(layer_states if isinstance(layer_states, (list, tuple)) else [layer_states])
+    return model.layers[-1](x), new_states
+
+
+@pytest.mark.parametrize("per_gate", [None, False, True],
+                         ids=["TextGenerator.step", "fused gates (one row)", "gate by gate (a batch)"])
 def test_decoder_step_layouts_equal_the_keras_cells(vocab, tiny_model, per_gate):
-    """The generation loop's step, in either layout of the first LSTM, is the Keras cells' step.
+    """`step` and the generation loop's step, in either layout of the first LSTM, are the Keras cells' step.
 
     Random states of unit scale make every gate matter (greedy text from a
     barely trained model can hide a swapped gate behind the head's bias).
@@ -53,12 +66,15 @@ def test_decoder_step_layouts_equal_the_keras_cells(vocab, tiny_model, per_gate)
     rng = np.random.default_rng(0)
     tokens = tf.constant([PAD_ID, EOS_ID, 5, vocab.size - 1, 7], tf.int32)
     states = [tf.constant(rng.normal(size=(5, units)), tf.float32) for shape in gen.state_shapes for units in shape]
-    want_logits, want_states = gen.step(tokens, states)
-    got_logits, got_states = gen._decoder_step(per_gate)(tokens, states)
+    want_logits, want_states = _keras_cells_step(tiny_model, tokens, states)
+    step = gen.step if per_gate is None else gen._decoder_step(per_gate)
+    got_logits, got_states = step(tokens, states)
+    assert len(got_states) == len(want_states) == 4
     real = [i for i in range(vocab.size) if i not in (PAD_ID, OOV_ID)]  # the decoder's head also bans these
     np.testing.assert_allclose(tf.gather(got_logits, real, axis=1), tf.gather(want_logits, real, axis=1),
                                rtol=1e-5, atol=1e-5)
-    assert np.isneginf(tf.gather(got_logits, [PAD_ID, OOV_ID], axis=1).numpy()).all()
+    if per_gate is not None:
+        assert np.isneginf(tf.gather(got_logits, [PAD_ID, OOV_ID], axis=1).numpy()).all()
     for got, want in zip(got_states, want_states):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -138,9 +154,16 @@ def test_sampling_follows_the_softmax(jit_compile):
 
 
 def test_oov_and_empty_prompts_do_not_crash(vocab, tiny_model):
-    out = ktg.generate(tiny_model, vocab, ["€€€ ☃", "", "the cat"], max_length=10, seed=1)
-    assert len(out) == 3 and all(isinstance(t, str) for t in out)
-    assert "[UNK]" not in "".join(out)
+    prompts = ["€€€ ☃", "", "the cat"]
+    out = ktg.generate(tiny_model, vocab, prompts, max_length=10, seed=1)
+    assert len(out) == 3 and "[UNK]" not in "".join(out)
+    tokens = get_generator(tiny_model, vocab).generate_fn(
+        tf.constant(prompts), tf.constant(10), tf.constant(1.0), tf.constant(0), tf.constant(1.0),
+        tf.constant(1, tf.int64))["tokens"].numpy()
+    assert OOV_ID not in tokens and (tokens[:, 0] != PAD_ID).all()  # each row generated something
+    # Unknown characters are OOV ids, which the model reads like any token (greedy: one answer).
+    assert ktg.generate(tiny_model, vocab, "€€€ ☃", max_length=10, temperature=0) == \
+        ktg.generate(tiny_model, vocab, "☃☃☃ €", max_length=10, temperature=0)
 
 
 def test_stops_at_eos_and_reports_lengths(vocab, tiny_model):
@@ -149,6 +172,7 @@ def test_stops_at_eos_and_reports_lengths(vocab, tiny_model):
                           tf.constant(1.0), tf.constant(5, tf.int64))
     tokens = out["tokens"].numpy()
     assert tokens.shape == (2, 300)
+    assert (tokens == EOS_ID).any(axis=1).all()  # both rows end well before 300 tokens
     for row, length, text in zip(tokens, out["lengths"].numpy(), out["text"].numpy()):
         if EOS_ID in row:  # nothing but padding after EOS
             end = list(row).index(EOS_ID)

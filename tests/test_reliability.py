@@ -311,7 +311,9 @@ def test_corrupt_model_in_a_fresh_process_prints_exactly_one_line(model_dir, tmp
 
 def test_truncated_tflite_names_the_file(model_dir, tmp_path):
     path = export.export_tflite(model_dir, base_dir=tmp_path, name="toy")
-    assert LiteGenerator(path).generate("the", max_length=3, temperature=0) is not None
+    model, vocab, _ = ktg.load_model_dir(model_dir, compile=False)
+    assert LiteGenerator(path).generate("the", max_length=3, temperature=0) == \
+        ktg.generate(model, vocab, "the", max_length=3, temperature=0)
     for keep in (0.5, 0.05):
         _truncate(path, keep)
         with pytest.raises(errors.ArtifactError, match="toy.tflite"):
