@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 import importlib
 
 # Public names -> the module that defines them. They are imported on first
-# use (PEP 562), so `keras-textgen --help` starts without loading TensorFlow
-# and the CLI can quiet TensorFlow's logging before it loads.
+# use (PEP 562), so `import keras_textgen` does not load TensorFlow, and the
+# CLI can quiet TensorFlow's start-up logging before it loads it.
 _EXPORTS = {
     "BitsPerTokenLogger": "callbacks", "SampleCallback": "callbacks",
     "GreedySampler": "sampling", "RandomSampler": "sampling", "TopKSampler": "sampling", "TopPSampler": "sampling",

@@ -10,7 +10,7 @@ class SampleCallback(keras.callbacks.LambdaCallback):
     """Prints generated text at the end of every `every` epochs, so you see the model learn.
 
     It is a `keras.callbacks.LambdaCallback` whose `on_epoch_end` generates
-    a greedy continuation and one per temperature for each prompt, with a
+    one continuation per temperature (0 is greedy) for each prompt, with a
     fixed seed so samples from different epochs are comparable.
 
     Args:
