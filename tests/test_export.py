@@ -296,3 +296,34 @@ def test_unwritable_output_folder(model_dir, tmp_path, capsys):
         locked.mkdir(mode=0o500)
         assert cli.main(["export", "--model", str(model_dir), "--format", "tflite", "--base-dir", str(locked)]) == 2
         assert "permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level, cell, embedding_dim, layers", [
+    ("char", "gru", None, 1), ("char", "lstm", 6, 2), ("char", "gru", 5, 2), ("word", "lstm", None, 1)],
+    ids=["one-hot gru", "embedding lstm x2", "embedding gru x2", "word-level lstm"])
+def test_every_model_kind_exports_with_the_same_greedy_text(tmp_path, level, cell, embedding_dim, layers):
+    """GRU, embedding and word-level models (GRU state names, Keras-cell steps, word tokenizing in the
+    TFLite client) give the Keras text from the SavedModel and from TFLite, and TFLite logits match."""
+    lines = ["The cat sat on the mat.", "a dog ran, in the park!", "the end of the line"] * 4
+    vocab = ktg.Vocabulary.adapt(lines, level=level)
+    model = ktg.build_model(vocab, units=12, layers=layers, cell=cell, embedding_dim=embedding_dim, compile=False)
+    rng = np.random.default_rng(2)  # a seed whose weights give varied text for all four kinds
+    for weight in model.weights:  # large random weights: greedy text that depends on every weight
+        weight.assign(rng.normal(size=weight.shape).astype("float32") * 0.8)
+    saved = export.export_saved_model(model, vocab, base_dir=tmp_path, name="kind")
+    lite_path = export.export_tflite(model, vocab, base_dir=tmp_path, name="kind")
+    prompts = ["The cat, sat", "a", ""]
+    keras_text = ktg.generate(model, vocab, prompts, max_length=20, temperature=0)
+    serve = tf.saved_model.load(saved).signatures["serving_default"]
+    sm_text = [t.decode() for t in serve(prompt=tf.constant(prompts), max_length=tf.constant(20),
+                                         temperature=tf.constant(0.0), top_k=tf.constant(0),
+                                         top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64))["text"].numpy()]
+    lite = LiteGenerator(lite_path)
+    assert keras_text == sm_text == lite.generate(prompts, max_length=20, temperature=0)
+    assert len(set(keras_text)) > 1 and len(set("".join(keras_text))) > 1  # not one repeated token
+    ids = [2] + vocab.encode(prompts[0]).numpy().tolist()
+    assert lite.encode(prompts[0]) == ids[1:]  # the TFLite client tokenizes like the vocabulary
+    states = lite.initial_states(1)
+    for i in range(len(ids)):
+        logits, states = lite.step([ids[i]], states)
+        np.testing.assert_allclose(logits[0], model(np.array([ids[: i + 1]])).numpy()[0, -1], atol=1e-4)
