@@ -15,11 +15,10 @@ import math
 import time
 
 import keras
-import tensorflow as tf
 import tf_keras
 
 import keras_textgen as ktg
-from keras_textgen import vocab as vocab_lib
+from keras_textgen import model as model_lib
 
 from bench import baseline as baseline_lib
 from bench import config
@@ -68,25 +67,10 @@ class TfKerasClock(_Clock, tf_keras.callbacks.Callback):
         self._setup(*args)
 
 
-def package_bits_per_char_fn(model):
-    """A function `dataset -> mean -log2 p(target)` over real target positions (target != pad), token-weighted."""
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)
-    def batch_sums(x, y):
-        logits = model(x, training=False)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-        real = tf.cast(tf.not_equal(y, vocab_lib.PAD_ID), tf.float32)
-        return tf.reduce_sum(nll * real), tf.reduce_sum(real)
-
-    def bits_per_char(dataset):
-        total = count = 0.0
-        for x, y in dataset:
-            a, b = batch_sums(x, y)
-            total += float(a)
-            count += float(b)
-        return total / max(count, 1.0) / LN2
-
-    return bits_per_char
+def package_bits_per_char(model, dataset):
+    """Mean -log2 p(target) over real target positions (target != pad), token-weighted."""
+    nats, _ = model_lib.per_token_loss(model, dataset)
+    return nats / LN2
 
 
 def run_baseline(train, val, curve_val, settings):
@@ -113,14 +97,14 @@ def run_package(train, val, curve_val, vocab, settings):
     train_ds = ktg.make_dataset(train, vocab, batch_size=64, repeat=True, seed=s.seed)
     val_ds = ktg.make_dataset(val, vocab, batch_size=64, shuffle=False)
     curve_ds = ktg.make_dataset(curve_val, vocab, batch_size=64, shuffle=False)
-    bits_per_char = package_bits_per_char_fn(model)
-    clock = KerasClock(s.quality_seconds, s.quality_checkpoints, lambda: bits_per_char(curve_ds))
+    clock = KerasClock(s.quality_seconds, s.quality_checkpoints,
+                       lambda: package_bits_per_char(model, curve_ds))
     t0 = time.perf_counter()
     model.fit(train_ds, epochs=1, steps_per_epoch=10**9, verbose=0, shuffle=False, callbacks=[clock])
     wall = time.perf_counter() - t0
-    bpc = bits_per_char(val_ds)
+    bpc = package_bits_per_char(model, val_ds)
     eval_loss = model.evaluate(val_ds, verbose=0, return_dict=True)["loss"]
-    layers = ktg.model.recurrent_layers(model)
+    layers = model_lib.recurrent_layers(model)
     return {"impl": "package", "model": f"build_model(vocab) defaults: LSTM({layers[0].units}) x{len(layers)}, "
                                          f"batch 64, bucketed lines",
             "params": int(model.count_params()), "batch_size": 64,

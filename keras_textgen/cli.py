@@ -6,6 +6,7 @@ Bad input prints one line, `keras-textgen COMMAND: error: ...`, and exits with c
 import argparse
 import functools
 import json
+import math
 import os
 import sys
 
@@ -213,16 +214,16 @@ def cmd_generate(args):
 def cmd_evaluate(args):
     from keras_textgen import artifacts, corpus as corpus_lib, data, model as model_lib
 
-    model, vocab, config = artifacts.load_model_dir(args.model)
+    model, vocab, config = artifacts.load_model_dir(args.model, compile=False)
     corpus = corpus_lib.load(args.corpus, mode=args.mode or config.get("mode"), column=args.column,
                              data_dir=args.data_dir, manual_dir=args.manual_dir)
     ds = data.with_known_cardinality(data.make_dataset(
         corpus.validation, vocab, mode=corpus.mode, batch_size=args.batch_size,
         seq_len=config.get("seq_len", 100), shuffle=False))
-    loss = model.evaluate(ds, verbose=0, return_dict=True)["loss"]
+    loss, tokens = model_lib.per_token_loss(model, ds)
     unit = "char" if vocab.level == "char" else "word"
     print(f"validation loss: {loss:.4f} nats/{unit}, {model_lib.bits(loss):.4f} bits/{unit}"
-          + ("" if unit == "char" else f", perplexity {2.718281828459045 ** loss:.2f}"))
+          + ("" if unit == "char" else f", perplexity {math.exp(loss):.2f}") + f" ({tokens:,} targets)")
     return 0
 
 

@@ -3,6 +3,7 @@
 import math
 
 import keras
+import tensorflow as tf
 
 from keras_textgen import errors
 from keras_textgen.layers import TokenEncoding
@@ -71,6 +72,44 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
 def recurrent_layers(model):
     """The model's recurrent layers, in order."""
     return [layer for layer in model.layers if isinstance(layer, tuple(CELLS.values()))]
+
+
+def per_token_loss(model, dataset):
+    """Mean next-token loss over every real target of a dataset, each token weighted alike.
+
+    `model.evaluate` averages the masked mean of each batch, so with
+    length-bucketed lines a batch of short lines (speaker names, say) counts
+    as much as a batch of long ones, and the figure drifts from the loss per
+    token (on Tiny Shakespeare lines: 1.91 against 2.06 bits/char). This sums
+    the loss over all real targets (target != pad) and divides once.
+
+    Args:
+        model: a model from `build_model` (logits out).
+        dataset: batches of `(inputs, targets)`, as `make_dataset` gives.
+
+    Returns:
+        `(nats_per_token, tokens)`: a float and the number of real targets.
+
+    Example:
+
+    >>> nats, tokens = per_token_loss(model, make_dataset(val_lines, vocab, shuffle=False))
+    >>> bits(nats)  # bits per char for a char model
+    """
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2, autograph=False)
+    def sums(x, y):
+        logits = model(x, training=False)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        real = tf.cast(tf.not_equal(y, 0), tf.float32)  # 0 is the pad id
+        return tf.reduce_sum(tf.cast(nll, tf.float32) * real), tf.reduce_sum(real)
+
+    total = count = 0.0
+    for x, y in dataset:
+        batch_total, batch_count = sums(tf.cast(x, tf.int32), tf.cast(y, tf.int32))
+        total += float(batch_total)
+        count += float(batch_count)
+    if not count:
+        raise errors.DataError("the dataset has no real targets to score")
+    return total / count, int(count)
 
 
 def bits(nats):

@@ -1,12 +1,16 @@
 """The command line, end to end on tiny models."""
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import keras_textgen as ktg
 from keras_textgen import cli
 from conftest import LINES, ROOT
 
@@ -88,7 +92,22 @@ def test_evaluate_and_info(trained, capsys):
     corpus, model_dir = trained
     assert cli.main(["evaluate", "--model", str(model_dir), "--corpus", str(corpus)]) == 0
     out = capsys.readouterr().out
-    assert "nats/char" in out and "bits/char" in out
+    found = re.search(r"validation loss: ([0-9.]+) nats/char, ([0-9.]+) bits/char \(([0-9,]+) targets\)", out)
+    assert found, out
+    # The reference: every real target of the validation lines, each weighted alike, in NumPy.
+    model, vocab, config = ktg.load_model_dir(str(model_dir), compile=False)
+    validation = ktg.corpus.load(str(corpus), mode=config.get("mode")).validation
+    total = count = 0
+    for x, y in ktg.make_dataset(validation, vocab, mode=config.get("mode"), batch_size=64, shuffle=False):
+        logits = model(x).numpy().astype(np.float64)
+        log_probs = logits - logits.max(-1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        y = y.numpy()
+        total -= np.take_along_axis(log_probs, y[..., None], -1)[..., 0][y != 0].sum()
+        count += int((y != 0).sum())
+    assert float(found[1]) == pytest.approx(total / count, abs=1e-4)
+    assert float(found[2]) == pytest.approx(total / count / math.log(2), abs=1e-4)
+    assert int(found[3].replace(",", "")) == count
     assert cli.main(["info", "--model", str(model_dir)]) == 0
     out = capsys.readouterr().out
     assert "vocabulary:" in out and "pad=0, OOV=1, EOS=2" in out
