@@ -217,9 +217,8 @@ def cmd_evaluate(args):
     model, vocab, config = artifacts.load_model_dir(args.model, compile=False)
     corpus = corpus_lib.load(args.corpus, mode=args.mode or config.get("mode"), column=args.column,
                              data_dir=args.data_dir, manual_dir=args.manual_dir)
-    ds = data.with_known_cardinality(data.make_dataset(
-        corpus.validation, vocab, mode=corpus.mode, batch_size=args.batch_size,
-        seq_len=config.get("seq_len", 100), shuffle=False))
+    ds = data.make_dataset(corpus.validation, vocab, mode=corpus.mode, batch_size=args.batch_size,
+                           seq_len=config.get("seq_len", 100), shuffle=False)
     loss, tokens = model_lib.per_token_loss(model, ds)
     unit = "char" if vocab.level == "char" else "word"
     print(f"validation loss: {loss:.4f} nats/{unit}, {model_lib.bits(loss):.4f} bits/{unit}"

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_textgen import errors
 from keras_textgen.layers import TokenEncoding
+from keras_textgen.vocab import PAD_ID
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
@@ -99,7 +100,7 @@ def per_token_loss(model, dataset):
     def sums(x, y):
         logits = model(x, training=False)
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-        real = tf.cast(tf.not_equal(y, 0), tf.float32)  # 0 is the pad id
+        real = tf.cast(tf.not_equal(y, PAD_ID), tf.float32)
         return tf.reduce_sum(tf.cast(nll, tf.float32) * real), tf.reduce_sum(real)
 
     total = count = 0.0

@@ -84,7 +84,7 @@ def test_decoder_step_layouts_equal_the_keras_cells(vocab, tiny_model, per_gate)
 def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab, tiny_model, variant, unroll):
     """Priming a right-padded batch equals the Keras model on each row alone, up to its own length.
 
-    Rows of lengths 1 to 9 in one batch of width 9: each row's state must
+    Rows of 1 to 10 ids (EOS included) in one batch of width 10: each row's state must
     stop at its own end (the pad positions after it change nothing), and
     steps past the width, which the unrolled loop runs, must not count.
     """
