@@ -50,3 +50,20 @@ def first_chars(text, n):
         return text
     cut = text.rfind("\n", 0, n)
     return text[: cut + 1] if cut > n * 0.9 else text[:n]
+
+
+@functools.lru_cache(maxsize=None)
+def shakespeare_document(path):
+    """The lines of `shakespeare_lines` in file order, as `(line, is_validation)` pairs.
+
+    Lines mode holds out every 10th non-blank line; this puts them back
+    between the training lines, so a chunks-mode model can be scored on the
+    same validation lines with the text before each one as context.
+    """
+    train, val, _ = shakespeare_lines(path)
+    with open(path, encoding="utf-8") as f:
+        lines = [line.rstrip() for line in ktg.corpus.NEWLINES.sub("\n", f.read()).split("\n") if line.strip()]
+    document = [(line, i % 10 == 9) for i, line in enumerate(lines)]
+    if [l for l, v in document if not v] != train or [l for l, v in document if v] != val:
+        raise AssertionError("the lines split no longer holds out every 10th line; update shakespeare_document")
+    return tuple(document)

@@ -156,10 +156,13 @@ def markdown(results):
                           [[r["impl"], r["model"], _n(r["params"]), _n(r["steps"]), _n(r["train_seconds"], 1),
                             _n(r["val_bits_per_char"], 3)] for r in _rows(sec)]))
         if "rows" in sec:
-            pkg = sec["rows"][-1]
-            out += ["", f"Validation lines: {sec['val_lines']} (curve points on {sec['curve_val_lines']}); real "
-                        f"positions only. Package via `model.evaluate`/ln 2: "
-                        f"{_n(pkg.get('val_bits_per_char_model_evaluate'), 3)}. "
+            lines_row = next((r for r in sec["rows"] if r.get("mode") == "lines" and r["impl"] == "package"), {})
+            out += ["", f"Validation lines: {sec['val_lines']} (curve points on {sec['curve_val_lines']}); the same "
+                        f"lines on every row, real targets only; the package scores n + 1 per line of n characters "
+                        f"(the characters and the line's end) in both modes, in chunks mode with the text before "
+                        f"the line as context. Package, lines mode, via "
+                        f"`model.evaluate`/ln 2: {_n(lines_row.get('val_bits_per_char_model_evaluate'), 3)}. "
+                        f"The target row uses the package's best mode ({sec.get('package_mode', 'n/a')}). "
                         f"Curve: `{os.path.basename(sec.get('plot', ''))}`."]
         out += [_err(sec), ""]
 

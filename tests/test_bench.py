@@ -121,6 +121,40 @@ def test_smoke_run_records_the_run_and_checks_the_targets(smoke):
     assert (out / "smoke-quality.png").stat().st_size > 1000
 
 
+def test_smoke_run_scores_the_package_in_both_modes(smoke):
+    """Quality: lines and chunks rows; the target uses the better one, whichever it is."""
+    _, results = smoke
+    sec = results["quality"]
+    package = {r["mode"]: r["val_bits_per_char"] for r in sec["rows"] if r["impl"] == "package"}
+    assert set(package) == {"lines", "chunks"}
+    assert sec["package_bits_per_char"] == min(package.values()) == package[sec["package_mode"]]
+    assert sec["improvement_bits_per_char"] == pytest.approx(sec["baseline_bits_per_char"] - min(package.values()))
+
+
+def test_context_windows_score_each_validation_line_after_the_text_before_it():
+    import keras_textgen as ktg
+    from bench import quality
+
+    document = (("ab", True), ("xy", False), ("cde", True), ("f", False), ("gh", True))
+    vocab = ktg.Vocabulary.adapt(["ab\nxy\ncde\nf\ngh"])
+    x, y = quality.context_windows(document, 3, vocab, seq_len=5)
+
+    def ids(text, width=5, pads=0):
+        out = [0] * pads + [int(i) for i in vocab.encode(text).numpy()]
+        return out + [0] * (width - len(out))
+
+    eos = ktg.vocab.EOS_ID
+    # "ab" opens the text: [EOS] a b -> a b \n, every target scored, right-padded.
+    assert x[0].tolist() == [eos] + ids("ab", 4) and y[0].tolist() == ids("ab\n")
+    # "cde": the window ends at its newline; "y\n" before it is context only.
+    assert x[1].tolist() == ids("y\ncde") and y[1].tolist() == ids("cde\n", pads=1)
+    # "gh" ends the text: no newline to predict after it, so the window ends one earlier.
+    assert x[2].tolist() == ids("e\nf\ng") and y[2].tolist() == ids("gh", pads=3)
+    # n + 1 targets per line of n characters, but the last line's missing end.
+    assert [(row != 0).sum() for row in y] == [3, 4, 2]
+    assert quality.context_windows(document, 1, vocab, seq_len=5)[0].shape == (1, 5)
+
+
 def test_training_flops_per_char_follows_the_layer_sizes():
     from bench import measure
 
