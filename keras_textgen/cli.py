@@ -277,10 +277,10 @@ def main(argv=None):
     try:
         return COMMANDS[args.command](args)
     except errors.KerasTextgenError as e:
-        print(f"keras-textgen: error: {e}", file=sys.stderr)
+        print(f"keras-textgen {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("keras-textgen: interrupted", file=sys.stderr)
+        print(f"keras-textgen {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

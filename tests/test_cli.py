@@ -132,7 +132,7 @@ def test_bad_corpus_exits_2_and_keeps_the_existing_model(trained, tmp_path, make
     result = run_cli("train", "--corpus", str(make_corpus(tmp_path)), "--out", str(model_dir), "--force", *TINY)
     assert result.returncode == 2
     assert message in result.stderr
-    assert result.stderr.startswith("keras-textgen: error: ") and "Traceback" not in result.stderr
+    assert result.stderr.startswith("keras-textgen train: error: ") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert {n: (model_dir / n).read_bytes() for n in before} == before
 

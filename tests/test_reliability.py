@@ -292,7 +292,7 @@ def test_corrupt_model_directory_is_one_clear_line_naming_the_file(model_dir, tm
     out, err = capsys.readouterr()
     assert code == 2 and out == "", err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("keras-textgen: error: "), err
+    assert len(lines) == 1 and lines[0].startswith("keras-textgen generate: error: "), err
     assert str(folder / DAMAGES[damage]) in lines[0]
     assert cli.main(["generate", "--model", str(model_dir), "--prompt", "the", "--max-length", "5"]) == 0  # control
 
@@ -306,7 +306,7 @@ def test_corrupt_model_in_a_fresh_process_prints_exactly_one_line(model_dir, tmp
     _damage(folder, "truncated model.keras")
     code, out, err = finish(spawn("generate", "--model", str(folder), "--prompt", "the"))
     assert (code, out) == (2, "")
-    assert err.splitlines() == [f"keras-textgen: error: {folder / 'model.keras'} is truncated or not a Keras model file"]
+    assert err.splitlines() == [f"keras-textgen generate: error: {folder / 'model.keras'} is truncated or not a Keras model file"]
 
 
 def test_truncated_tflite_names_the_file(model_dir, tmp_path):
