@@ -70,6 +70,10 @@ def test_save_load_round_trip(tmp_path, vocab):
     (json.dumps({"format_version": 1, "level": "char", "tokens": ["a"], "pad_id": 5, "oov_id": 1, "eos_id": 2}),
      "reserved ids"),
     (json.dumps({"format_version": 99, "tokens": []}), "format_version"),
+    (json.dumps({"format_version": 1, "level": "char", "tokens": ["a", "b"], "size": 9, "pad_id": 0, "oov_id": 1,
+                 "eos_id": 2}), "size does not match"),
+    (json.dumps({"format_version": 1, "level": "char", "tokens": ["a", "a"]}), "not a valid keras_textgen vocabulary"),
+    (json.dumps({"format_version": 1, "tokens": ["a"]}), "not a valid keras_textgen vocabulary"),
 ])
 def test_load_rejects_bad_files_naming_them(tmp_path, content, message):
     path = tmp_path / "vocab.json"
