@@ -233,18 +233,13 @@ class TextGenerator(tf.Module):
 
     def _decoder_step(self, per_gate=False):
         """`step` for the generation loop (see `_decoder`): tokens `[batch]` -> banned logits, new states."""
-        project, cells, head = self._decoder(per_gate)
+        return _step_of(self._decoder(per_gate))
 
-        def step(tokens, states):
-            x, new_states = cells(project(tokens), states)
-            return head(x), new_states
-
-        return step
-
-    def _decode(self, logits, states, max_length, pick, per_gate=False, unroll=1):
+    def _decode(self, logits, states, max_length, pick, decoder, unroll=1):
         """The generation loop: `pick(logits, i)` chooses token `i`, one cell step each.
 
-        `logits` (already banned) and `states` are the primed ones. A row is
+        `logits` (already banned) and `states` are the primed ones;
+        `decoder` is `_decoder`'s `(project, cells, head)`. A row is
         finished once it has emitted EOS; it emits pad after that, and the
         loop stops when every row is finished. Sampled ids are never pad or
         OOV, so "id > EOS" means "real text, still going". Each loop
@@ -256,7 +251,7 @@ class TextGenerator(tf.Module):
             positions the loop ran (every row has ended by then; the rest
             is pad).
         """
-        step = self._decoder_step(per_gate)
+        step = _step_of(decoder)
         token = pick(logits, 0)
         # Pre-sized (XLA needs a fixed size); unwritten rows stack as 0, the pad id.
         tokens = tf.TensorArray(tf.int32, size=max_length + unroll - 1, element_shape=tf.TensorShape([None]))
@@ -276,7 +271,7 @@ class TextGenerator(tf.Module):
                                             parallel_iterations=1)
         return tf.transpose(tokens.stack()[:max_length]), tf.minimum(steps, max_length)
 
-    def prime(self, ids, lengths, per_gate=False, unroll=1):
+    def prime(self, ids, lengths, per_gate=False, unroll=1, decoder=None):
         """Runs right-padded prompt ids `[batch, T]` through the cells.
 
         Rows stop updating their state after their own length, so prompts of
@@ -287,9 +282,11 @@ class TextGenerator(tf.Module):
         It steps with the generation loop's cells (`_decoder`, in the
         `per_gate` layout), and only the last output goes through the head.
         `unroll` steps run per loop iteration: the steps past `T` repeat the
-        last position, and every row is frozen there already.
+        last position, and every row is frozen there already. A `decoder`
+        (`_decoder`'s triple) is used as given, so that the caller's loop
+        shares its weight layout; else one is made for `per_gate`.
         """
-        project, cells, head = self._decoder(per_gate)
+        project, cells, head = decoder or self._decoder(per_gate)
         batch = tf.shape(ids)[0]
         steps = tf.shape(ids)[1]
         time_major = tf.transpose(ids)  # each step reads a contiguous row
@@ -388,16 +385,6 @@ class TextGenerator(tf.Module):
             `(tokens, steps)`: int32 `[batch, max_length]` (pad after each
             row's end) and the number of positions the loop ran.
         """
-        def primed(per_gate):
-            return self.prime(ids, lengths, per_gate=per_gate, unroll=unroll)
-
-        # The gate layout (see `_decoder`) is chosen once, from the batch size.
-        several = tf.shape(ids)[0] > 1
-        if self._one_hot_lstm:
-            logits, states = tf.cond(several, lambda: primed(True), lambda: primed(False))
-        else:
-            logits, states = primed(False)
-
         def greedy(logits, i):
             return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
@@ -407,20 +394,27 @@ class TextGenerator(tf.Module):
         def sample_filtered(logits, i):
             return sampling.sample_next(logits, temperature, top_k, top_p, seed=_step_seed(seed, i))
 
-        def decode(pick):
-            if not self._one_hot_lstm:  # the gate layout only concerns a one-hot first LSTM
-                return self._decode(logits, states, max_length, pick, unroll=unroll)
-            return tf.cond(several,
-                           lambda: self._decode(logits, states, max_length, pick, per_gate=True, unroll=unroll),
-                           lambda: self._decode(logits, states, max_length, pick, per_gate=False, unroll=unroll))
-
-        # The strategy and the gate layout are chosen once, outside the loop:
-        # each loop body holds only the ops of its own strategy and layout.
         filtered = tf.logical_or(top_k > 0, top_p < 1.0)
-        return tf.cond(
-            temperature > 0.0,
-            lambda: tf.cond(filtered, lambda: decode(sample_filtered), lambda: decode(sample)),
-            lambda: decode(greedy))
+
+        def run(per_gate):
+            # The weights are laid out once per call, for the prompt and the loop alike.
+            decoder = self._decoder(per_gate)
+            logits, states = self.prime(ids, lengths, unroll=unroll, decoder=decoder)
+
+            def decode(pick):
+                return self._decode(logits, states, max_length, pick, decoder, unroll=unroll)
+
+            # The strategy is chosen once, outside the loop: each loop body
+            # holds only the ops of its own strategy and layout.
+            return tf.cond(
+                temperature > 0.0,
+                lambda: tf.cond(filtered, lambda: decode(sample_filtered), lambda: decode(sample)),
+                lambda: decode(greedy))
+
+        if not self._one_hot_lstm:  # the gate layout only concerns a one-hot first LSTM
+            return run(False)
+        # The gate layout (see `_decoder`) is chosen once, from the batch size.
+        return tf.cond(tf.shape(ids)[0] > 1, lambda: run(True), lambda: run(False))
 
     def score(self, texts):
         """Log-likelihood (nats) and bits per token of each text under the model.
@@ -447,6 +441,17 @@ class TextGenerator(tf.Module):
         bits = -log_likelihood / count / tf.math.log(2.0)
         return {"log_likelihood": log_likelihood, "bits_per_char": bits,
                 "num_tokens": tf.cast(count, tf.int32)}
+
+
+def _step_of(decoder):
+    """`_decoder`'s `(project, cells, head)` as one step: tokens `[batch]` -> banned logits, new states."""
+    project, cells, head = decoder
+
+    def step(tokens, states):
+        x, new_states = cells(project(tokens), states)
+        return head(x), new_states
+
+    return step
 
 
 def _step_seed(seed, i):
