@@ -2,7 +2,10 @@
 
 Baseline: the notebook model (LSTM 128, batch 8). Package: `build_model(vocab)`
 with its defaults, batch 64, twice: in lines mode, and in chunks mode (the
-CLI's default for Tiny Shakespeare). All three train on the same training
+CLI's default for Tiny Shakespeare). Each side runs with its faster thread
+setting, as in the training section: the baseline with TensorFlow's
+defaults, the package in a child process set up as `keras-textgen train`
+sets itself up (`keras_textgen.configure_threads("auto")`). All three train on the same training
 lines and are scored on the same validation lines. Each trains once for
 `quality_seconds` of wall clock (tracing included); at `quality_checkpoints`
 points the clock is paused and the validation bits/char of a subset of
@@ -20,6 +23,7 @@ use and a model of single lines cannot.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -36,6 +40,7 @@ from keras_textgen import vocab as vocab_lib
 from bench import baseline as baseline_lib
 from bench import config
 from bench import corpora
+from bench import measure
 
 LN2 = math.log(2.0)
 SEQ_LEN = 100  # chunks mode: training windows and the scoring windows' length
@@ -215,18 +220,33 @@ def plot(rows, png_path):
     plt.close(fig)
 
 
-def run(settings, png_path, log=print):
+def texts(settings):
+    """`(train, val, curve_val, vocab)`: the lines both sides train and are scored on."""
     s = settings
     train, val, vocab = corpora.shakespeare_lines(s.data)
     if s.smoke:
         train = train[: s.train_lines]
     val = val[: s.quality_val_lines] if s.quality_val_lines else val
-    curve_val = val[: s.quality_curve_val_lines]
+    return train, val, val[: s.quality_curve_val_lines], vocab
+
+
+def package_rows(settings):
+    """The package's rows: lines mode, then chunks mode."""
+    train, val, curve_val, vocab = texts(settings)
+    document = corpora.shakespeare_document(settings.data)
+    return [run_package(train, val, curve_val, vocab, settings),
+            run_package_chunks(train, document, len(val), len(curve_val), settings)]
+
+
+def run(settings, png_path, log=print):
+    s = settings
+    train, val, curve_val, _ = texts(s)
     base = run_baseline(train, val, curve_val, s)
+    base["threads"] = "TensorFlow default"
     log(f"  baseline: {base['val_bits_per_char']:.3f} bits/char after {base['train_seconds']:.0f}s, "
         f"{base['steps']} steps")
-    rows = [base, run_package(train, val, curve_val, vocab, s),
-            run_package_chunks(train, corpora.shakespeare_document(s.data), len(val), len(curve_val), s)]
+    args = ["--child", "--settings", json.dumps(dataclasses.asdict(s))]
+    rows = [base] + measure.run_json_child("bench.quality", args, cwd=config.ROOT)["rows"]
     for row in rows[1:]:
         log(f"  package, {row['mode']} mode: {row['val_bits_per_char']:.3f} bits/char after "
             f"{row['train_seconds']:.0f}s, {row['steps']} steps")
@@ -246,16 +266,26 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=1200.0, help="training budget (wall clock)")
     p.add_argument("--checkpoints", type=int, default=8, help="curve points, each on every validation line")
     p.add_argument("--mode", choices=("lines", "chunks"), default="lines", help="the package's data mode")
+    p.add_argument("--child", action="store_true", help="(bench.run) both package rows, as JSON")
+    p.add_argument("--settings", help="(with --child) the run's Settings as JSON")
     args = p.parse_args(argv)
+    applied = ktg.configure_threads("auto")  # first, before any TensorFlow op: as `keras-textgen train`
+    threads = f"{applied} (configure_threads auto)" if applied else "TensorFlow default (configure_threads auto)"
+    if args.child:
+        fields = json.loads(args.settings)
+        fields["batch_sizes"] = tuple(fields["batch_sizes"])
+        rows = package_rows(config.Settings(**fields))
+        print(json.dumps({"rows": [{**row, "threads": threads} for row in rows]}))
+        return
     s = config.Settings(quality_seconds=args.seconds, quality_checkpoints=args.checkpoints)
-    train, val, vocab = corpora.shakespeare_lines(s.data)
+    train, val, _, vocab = texts(s)
     if args.mode == "lines":
         row = run_package(train, val, val, vocab, s)
     else:
         row = run_package_chunks(train, corpora.shakespeare_document(s.data), len(val), len(val), s)
     for seconds, bpc in row["curve"]:
         print(f"{seconds:7.0f} s  {bpc:.3f} bits/char")
-    print(json.dumps({k: v for k, v in row.items() if k != "curve"}))
+    print(json.dumps({k: v for k, v in row.items() if k != "curve"} | {"threads": threads}))
 
 
 if __name__ == "__main__":

@@ -152,9 +152,10 @@ def markdown(results):
     sec = results.get("quality")
     if sec:
         out += [f"## 3. Quality at equal time ({_n(sec.get('budget_seconds'))} s each)", ""]
-        out.append(_table(["Impl", "Model", "Params", "Steps", "Train s", "Val bits/char"],
-                          [[r["impl"], r["model"], _n(r["params"]), _n(r["steps"]), _n(r["train_seconds"], 1),
-                            _n(r["val_bits_per_char"], 3)] for r in _rows(sec)]))
+        out.append(_table(["Impl", "Model", "Intra-op threads", "Params", "Steps", "Train s", "Val bits/char"],
+                          [[r["impl"], r["model"], r.get("threads", "TensorFlow default"), _n(r["params"]),
+                            _n(r["steps"]), _n(r["train_seconds"], 1), _n(r["val_bits_per_char"], 3)]
+                           for r in _rows(sec)]))
         if "rows" in sec:
             lines_row = next((r for r in sec["rows"] if r.get("mode") == "lines" and r["impl"] == "package"), {})
             out += ["", f"Validation lines: {sec['val_lines']} (curve points on {sec['curve_val_lines']}); the same "

@@ -129,6 +129,13 @@ def test_smoke_run_scores_the_package_in_both_modes(smoke):
     assert set(package) == {"lines", "chunks"}
     assert sec["package_bits_per_char"] == min(package.values()) == package[sec["package_mode"]]
     assert sec["improvement_bits_per_char"] == pytest.approx(sec["baseline_bits_per_char"] - min(package.values()))
+    # the package side runs in a child set up as `keras-textgen train`; the baseline keeps TensorFlow's defaults
+    from keras_textgen import threads
+
+    applied = threads.resolve("auto")
+    expected = f"{applied} (configure_threads auto)" if applied else "TensorFlow default (configure_threads auto)"
+    assert {r["threads"] for r in sec["rows"] if r["impl"] == "package"} == {expected}
+    assert [r["threads"] for r in sec["rows"] if r["impl"] == "baseline"] == ["TensorFlow default"]
 
 
 def test_context_windows_score_each_validation_line_after_the_text_before_it():
