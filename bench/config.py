@@ -1,6 +1,7 @@
 """Sizes, repeats and budgets of a benchmark run: the full run and the `--smoke` run."""
 
 import dataclasses
+import json
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,3 +61,14 @@ def smoke_settings(**overrides):
         tflite_step_calls=50, memory_train_steps=3, memory_baseline_steps=3, memory_gen_length=10,
         memory_baseline_gen_length=3, matmul_n=256)
     return dataclasses.replace(s, **overrides)
+
+
+def to_json(settings):
+    """`settings` as JSON, for a section's child process (`from_json` reads it back)."""
+    return json.dumps(dataclasses.asdict(settings))
+
+
+def from_json(text):
+    fields = json.loads(text)
+    fields["batch_sizes"] = tuple(fields["batch_sizes"])  # JSON has lists, not tuples
+    return Settings(**fields)

@@ -169,6 +169,22 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def run_settings_child(module, settings):
+    """Runs `python -m module --child --settings JSON` (the run's `settings`); returns its JSON object."""
+    from bench import config
+
+    return run_json_child(module, ["--child", "--settings", config.to_json(settings)], cwd=config.ROOT)
+
+
+def configure_threads_as_cli():
+    """`keras_textgen.configure_threads("auto")`, as `keras-textgen train` runs it: call it before any
+    TensorFlow op. Returns the rows' label for the thread setting it left in force."""
+    import keras_textgen as ktg
+
+    applied = ktg.configure_threads("auto")
+    return f"{applied} (configure_threads auto)" if applied else "TensorFlow default (configure_threads auto)"
+
+
 def run_json_child(module, args, cwd, timeout=1800):
     """Runs `python -m module *args` and returns the JSON object on the last line of its output.
 

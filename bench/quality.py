@@ -23,7 +23,6 @@ use and a model of single lines cannot.
 """
 
 import argparse
-import dataclasses
 import json
 import math
 import time
@@ -187,8 +186,10 @@ def run_package_chunks(train, document, val_count, curve_count, settings):
     train_ds = ktg.make_dataset([text], vocab, mode="chunks", batch_size=64, seq_len=SEQ_LEN, repeat=True,
                                 seed=s.seed)
 
+    x, y = context_windows(document, val_count, vocab)  # the curve's lines are the first `curve_count`
+
     def windows(count):
-        return tf.data.Dataset.from_tensor_slices(context_windows(document, count, vocab)).batch(64)
+        return tf.data.Dataset.from_tensor_slices((x[:count], y[:count])).batch(64)
 
     clock, wall = _train_for(model, train_ds, windows(curve_count), s)
     row = _row(model, clock, wall, windows(val_count), f"chunks of {SEQ_LEN}, lines scored in context")
@@ -245,8 +246,7 @@ def run(settings, png_path, log=print):
     base["threads"] = "TensorFlow default"
     log(f"  baseline: {base['val_bits_per_char']:.3f} bits/char after {base['train_seconds']:.0f}s, "
         f"{base['steps']} steps")
-    args = ["--child", "--settings", json.dumps(dataclasses.asdict(s))]
-    rows = [base] + measure.run_json_child("bench.quality", args, cwd=config.ROOT)["rows"]
+    rows = [base] + measure.run_settings_child("bench.quality", s)["rows"]
     for row in rows[1:]:
         log(f"  package, {row['mode']} mode: {row['val_bits_per_char']:.3f} bits/char after "
             f"{row['train_seconds']:.0f}s, {row['steps']} steps")
@@ -269,12 +269,9 @@ def main(argv=None):
     p.add_argument("--child", action="store_true", help="(bench.run) both package rows, as JSON")
     p.add_argument("--settings", help="(with --child) the run's Settings as JSON")
     args = p.parse_args(argv)
-    applied = ktg.configure_threads("auto")  # first, before any TensorFlow op: as `keras-textgen train`
-    threads = f"{applied} (configure_threads auto)" if applied else "TensorFlow default (configure_threads auto)"
+    threads = measure.configure_threads_as_cli()  # first, before any TensorFlow op
     if args.child:
-        fields = json.loads(args.settings)
-        fields["batch_sizes"] = tuple(fields["batch_sizes"])
-        rows = package_rows(config.Settings(**fields))
+        rows = package_rows(config.from_json(args.settings))
         print(json.dumps({"rows": [{**row, "threads": threads} for row in rows]}))
         return
     s = config.Settings(quality_seconds=args.seconds, quality_checkpoints=args.checkpoints)

@@ -19,7 +19,6 @@ are its faster setting here (one intra-op thread measured 9% slower for it).
 """
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -111,8 +110,7 @@ def package_rows(settings, threads):
 
 def package_rows_in_child(settings):
     """`package_rows` in a fresh process that first calls `keras_textgen.configure_threads("auto")`."""
-    args = ["--child", "--settings", json.dumps(dataclasses.asdict(settings))]
-    return measure.run_json_child("bench.training", args, cwd=config.ROOT)["rows"]
+    return measure.run_settings_child("bench.training", settings)["rows"]
 
 
 def run(settings, log=print):
@@ -150,12 +148,8 @@ def child(argv=None):
     p.add_argument("--child", action="store_true", required=True)
     p.add_argument("--settings", required=True, help="the run's Settings as JSON")
     a = p.parse_args(argv)
-    applied = ktg.configure_threads("auto")  # first, before any TensorFlow op: as `keras-textgen train`
-    fields = json.loads(a.settings)
-    fields["batch_sizes"] = tuple(fields["batch_sizes"])
-    rows = package_rows(config.Settings(**fields), threads=f"{applied} (configure_threads auto)"
-                        if applied else "TensorFlow default (configure_threads auto)")
-    print(json.dumps({"rows": rows}))
+    threads = measure.configure_threads_as_cli()  # first, before any TensorFlow op
+    print(json.dumps({"rows": package_rows(config.from_json(a.settings), threads=threads)}))
 
 
 if __name__ == "__main__":
