@@ -271,7 +271,7 @@ class TextGenerator(tf.Module):
                                             parallel_iterations=1)
         return tf.transpose(tokens.stack()[:max_length]), tf.minimum(steps, max_length)
 
-    def prime(self, ids, lengths, per_gate=False, unroll=1, decoder=None):
+    def prime(self, ids, lengths, decoder=None, unroll=1):
         """Runs right-padded prompt ids `[batch, T]` through the cells.
 
         Rows stop updating their state after their own length, so prompts of
@@ -279,14 +279,14 @@ class TextGenerator(tf.Module):
         row's last prompt token (already banned, as the decoder's head gives
         them) and the states there.
 
-        It steps with the generation loop's cells (`_decoder`, in the
-        `per_gate` layout), and only the last output goes through the head.
-        `unroll` steps run per loop iteration: the steps past `T` repeat the
-        last position, and every row is frozen there already. A `decoder`
-        (`_decoder`'s triple) is used as given, so that the caller's loop
-        shares its weight layout; else one is made for `per_gate`.
+        It steps with the generation loop's cells: `decoder` is `_decoder`'s
+        `(project, cells, head)`, so that the caller's loop shares its weight
+        layout (`None` makes one in the one-row layout). Only the last output
+        goes through the head. `unroll` steps run per loop iteration: the
+        steps past `T` repeat the last position, and every row is frozen
+        there already.
         """
-        project, cells, head = decoder or self._decoder(per_gate)
+        project, cells, head = decoder or self._decoder()
         batch = tf.shape(ids)[0]
         steps = tf.shape(ids)[1]
         time_major = tf.transpose(ids)  # each step reads a contiguous row

@@ -94,10 +94,11 @@ def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab
     else:
         model = tiny_model
     gen = get_generator(model, vocab)
+    layout = gen._decoder(per_gate="gate by gate" in variant)
     prompts = ["the cat s", "a", "", "dog ran", "ab"]
     padded, lengths = gen.primer_ids(gen.encode(tf.constant(prompts)))
     assert padded.shape == (5, 10)
-    logits, states = gen.prime(padded, lengths, per_gate="gate by gate" in variant, unroll=unroll)
+    logits, states = gen.prime(padded, lengths, decoder=layout, unroll=unroll)
     real = [i for i in range(vocab.size) if i not in (PAD_ID, OOV_ID)]
     assert np.isneginf(tf.gather(logits, [PAD_ID, OOV_ID], axis=1).numpy()).all()
     for row, prompt in enumerate(prompts):
@@ -106,7 +107,7 @@ def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab
         np.testing.assert_allclose(tf.gather(logits[row], real), want[real], rtol=1e-5, atol=1e-5)
     # Padding the same rows further (a wider batch) leaves the result unchanged.
     wider = tf.pad(padded, [[0, 0], [0, 3]])
-    logits_wider, states_wider = gen.prime(wider, lengths, per_gate="gate by gate" in variant, unroll=unroll)
+    logits_wider, states_wider = gen.prime(wider, lengths, decoder=layout, unroll=unroll)
     np.testing.assert_allclose(logits_wider, logits, rtol=1e-6, atol=1e-6)
     for got, want in zip(states_wider, states):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
