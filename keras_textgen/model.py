@@ -1,6 +1,7 @@
 """The model: token ids -> TokenEncoding -> Masking -> LSTM/GRU stack -> Dense logits."""
 
 import math
+import weakref
 
 import keras
 import tensorflow as tf
@@ -96,13 +97,9 @@ def per_token_loss(model, dataset):
     >>> nats, tokens = per_token_loss(model, make_dataset(val_lines, vocab, shuffle=False))
     >>> bits(nats)  # bits per char for a char model
     """
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2, autograph=False)
-    def sums(x, y):
-        logits = model(x, training=False)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-        real = tf.cast(tf.not_equal(y, PAD_ID), tf.float32)
-        return tf.reduce_sum(tf.cast(nll, tf.float32) * real), tf.reduce_sum(real)
-
+    sums = _loss_sums.get(model)
+    if sums is None:  # traced once per model, however often it is scored (a training curve)
+        sums = _loss_sums[model] = _loss_sums_fn(model)
     total = count = 0.0
     for x, y in dataset:
         batch_total, batch_count = sums(tf.cast(x, tf.int32), tf.cast(y, tf.int32))
@@ -111,6 +108,22 @@ def per_token_loss(model, dataset):
     if not count:
         raise errors.DataError("the dataset has no real targets to score")
     return total / count, int(count)
+
+
+_loss_sums = weakref.WeakKeyDictionary()  # model -> its `_loss_sums_fn`
+
+
+def _loss_sums_fn(model):
+    """A `tf.function` (x, y) -> (summed loss over the real targets, their count)."""
+    model = weakref.ref(model)  # the cache entry must not keep its own key alive
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2, autograph=False)
+    def sums(x, y):
+        logits = model()(x, training=False)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        real = tf.cast(tf.not_equal(y, PAD_ID), tf.float32)
+        return tf.reduce_sum(tf.cast(nll, tf.float32) * real), tf.reduce_sum(real)
+    return sums
 
 
 def bits(nats):

@@ -77,3 +77,24 @@ def test_saved_and_loaded_model_gives_same_outputs(tmp_path, vocab, tiny_model):
 def test_bad_model_options(vocab, kwargs):
     with pytest.raises(errors.ConfigError):
         ktg.build_model(vocab, **kwargs)
+
+
+def test_per_token_loss_weights_every_real_target_alike_and_traces_once(vocab, lines, tiny_model):
+    """The loss summed over real targets / their count, from the model's own logits; one trace per model."""
+    from keras_textgen import model as model_lib
+
+    ds = ktg.make_dataset(lines, vocab, batch_size=3, shuffle=False)
+    total = count = 0.0
+    for x, y in ds:
+        logits = tiny_model(x).numpy().astype(np.float64)
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        y = y.numpy()
+        real = y != 0
+        total -= np.take_along_axis(logp, y[..., None], -1)[..., 0][real].sum()
+        count += real.sum()
+    nats, tokens = model_lib.per_token_loss(tiny_model, ds)
+    assert tokens == count == sum(len(line) + 1 for line in lines)
+    assert nats == pytest.approx(total / count, rel=1e-5)
+    assert model_lib.bits(nats) == pytest.approx(nats / np.log(2))
+    model_lib.per_token_loss(tiny_model, ds.take(1))  # scored again, a training curve's next point
+    assert model_lib._loss_sums[tiny_model].experimental_get_tracing_count() == 1
