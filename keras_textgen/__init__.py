@@ -28,7 +28,7 @@ _EXPORTS = {
     "BitsPerTokenLogger": "callbacks", "SampleCallback": "callbacks",
     "GreedySampler": "sampling", "RandomSampler": "sampling", "TopKSampler": "sampling", "TopPSampler": "sampling",
     "TextGenerator": "generation", "generate": "generation",
-    "TokenEncoding": "layers", "build_model": "model", "make_dataset": "data",
+    "TokenEncoding": "layers", "PerGateLSTM": "lstm", "build_model": "model", "make_dataset": "data",
     "TrainConfig": "training", "train": "training", "Vocabulary": "vocab", "load_model_dir": "artifacts",
     "export_saved_model": "export", "export_tflite": "export", "LiteGenerator": "lite",
     "configure_threads": "threads",

@@ -99,6 +99,7 @@ def load_model_dir(model_dir, compile=True):
         raise errors.ArtifactError(f"{model_path} is truncated or not a Keras model file")
     try:
         import keras_textgen.layers  # noqa: F401  (registers TokenEncoding)
+        import keras_textgen.lstm  # noqa: F401  (registers PerGateLSTM)
 
         model = keras.saving.load_model(model_path, compile=compile)
     except Exception as e:  # Keras raises many kinds for corrupt archives

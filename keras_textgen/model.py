@@ -8,9 +8,10 @@ import tensorflow as tf
 
 from keras_textgen import errors
 from keras_textgen.layers import TokenEncoding
+from keras_textgen.lstm import PerGateLSTM
 from keras_textgen.vocab import PAD_ID
 
-CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+CELLS = {"lstm": PerGateLSTM, "gru": keras.layers.GRU}
 
 
 def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dropout=0.0,
@@ -73,7 +74,8 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
 
 def recurrent_layers(model):
     """The model's recurrent layers, in order."""
-    return [layer for layer in model.layers if isinstance(layer, tuple(CELLS.values()))]
+    # keras.layers.LSTM, not PerGateLSTM: models saved before PerGateLSTM have Keras's own.
+    return [layer for layer in model.layers if isinstance(layer, (keras.layers.LSTM, keras.layers.GRU))]
 
 
 def per_token_loss(model, dataset):

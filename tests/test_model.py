@@ -52,7 +52,9 @@ def test_embedding_variant_masks_too(vocab):
 def test_architecture(vocab):
     model = ktg.build_model(vocab, units=8, layers=3, dropout=0.1)
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["TokenEncoding", "Masking", "LSTM", "Dropout", "LSTM", "Dropout", "LSTM", "Dropout", "Dense"]
+    assert kinds == ["TokenEncoding", "Masking", "PerGateLSTM", "Dropout", "PerGateLSTM", "Dropout", "PerGateLSTM",
+                     "Dropout", "Dense"]
+    assert all(isinstance(layer, keras.layers.LSTM) for layer in model.layers if "LSTM" in type(layer).__name__)
     assert isinstance(model, keras.Sequential)
     assert model.output_shape == (None, None, vocab.size)
 

@@ -1,0 +1,87 @@
+"""PerGateLSTM is keras.layers.LSTM with another CPU time loop: same outputs, same gradients."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_textgen as ktg
+from keras_textgen.lstm import PerGateLSTM
+
+
+def pair(units=6, **kwargs):
+    """A PerGateLSTM and a keras.layers.LSTM with the same (random) weights."""
+    ours = PerGateLSTM(units, return_sequences=True, **kwargs)
+    theirs = keras.layers.LSTM(units, return_sequences=True, **kwargs)
+    for layer in (ours, theirs):
+        layer.build((None, None, 5))
+    rng = np.random.default_rng(0)
+    for a, b in zip(ours.weights, theirs.weights):
+        value = rng.normal(size=a.shape).astype("float32")
+        a.assign(value)
+        b.assign(value)
+    return ours, theirs
+
+
+def masked_inputs():
+    """3 rows of 7 steps, with right padding (zero vectors) in two rows."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 7, 5)).astype("float32")
+    x[0, 4:] = 0.0
+    x[2, 1:] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"use_bias": False}, {"activation": "relu", "recurrent_activation": "hard_sigmoid"}])
+def test_same_outputs_and_gradients_as_keras_lstm_with_masking(kwargs):
+    ours, theirs = pair(**kwargs)
+    x = masked_inputs()
+    mask = tf.reduce_any(x != 0.0, axis=-1)
+    seeds = np.random.default_rng(2).normal(size=(3, 7, 6)).astype("float32")
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            y = layer(x, mask=mask, training=True)
+            loss = tf.reduce_sum(y * seeds)
+        results.append((y.numpy(), [g.numpy() for g in tape.gradient(loss, layer.trainable_weights)]))
+    (y_ours, g_ours), (y_theirs, g_theirs) = results
+    np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-5, atol=1e-5)
+    assert np.abs(y_ours[2, 0]).sum() > 0  # a real step, not an all-masked trivial case
+    for a, b in zip(g_ours, g_theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_initial_state_and_returned_states_match_keras():
+    ours, theirs = pair()
+    for layer in (ours, theirs):
+        layer.return_state = True
+    x = masked_inputs()
+    h0 = np.full((3, 6), 0.3, "float32")
+    c0 = np.full((3, 6), -0.2, "float32")
+    for got, want in zip(ours(x, initial_state=[h0, c0]), theirs(x, initial_state=[h0, c0])):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_training_with_dropout_uses_keras_loop_and_its_dropout():
+    ours, theirs = pair(recurrent_dropout=0.5)
+    x = masked_inputs()
+    keras.utils.set_random_seed(3)
+    dropped = ours(x, training=True).numpy()
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(dropped, ours(x, training=False).numpy(), atol=1e-3)
+
+
+def test_build_model_uses_it_and_models_with_keras_lstm_still_generate(vocab, tiny_model):
+    """Models saved before PerGateLSTM have keras.layers.LSTM: generation treats both alike."""
+    assert isinstance(tiny_model.get_layer("lstm_0"), PerGateLSTM)
+    config = tiny_model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "PerGateLSTM":
+            layer.update(class_name="LSTM", module="keras.layers", registered_name=None)
+    old = keras.Sequential.from_config(config, custom_objects={"TokenEncoding": ktg.TokenEncoding})
+    old.set_weights(tiny_model.get_weights())
+    assert type(old.get_layer("lstm_0")) is keras.layers.LSTM
+    prompts = ["the ", "a"]
+    got = ktg.generate(old, vocab, prompts, max_length=20, temperature=0.0)
+    want = ktg.generate(tiny_model, vocab, prompts, max_length=20, temperature=0.0)
+    assert got == want
