@@ -32,9 +32,9 @@ def bottleneck(row, fraction, pipe_rate):
         return ("per-step overhead, not compute: batch 8 makes every per-timestep LSTM matmul tiny "
                 f"([8, {row['input_dim'] + row['units']}] x [{row['input_dim'] + row['units']}, {4 * row['units']}]) "
                 f"and {row.get('padding_fraction_unbucketed') or 0:.0%} of the positions are padding{pipe}")
-    return ("the recurrence: T sequential small matmuls per batch "
-            f"([{row['batch_size']}, {row['input_dim'] + row['units']}] x "
-            f"[{row['input_dim'] + row['units']}, {4 * row['units']}]) plus per-step op overhead in the "
+    b, i, u = row["batch_size"], row["input_dim"], row["units"]
+    return (f"the recurrence: T sequential steps per batch of 8 small matmuls each (PerGateLSTM, per gate: "
+            f"[{b}, {i}] x [{i}, {u}] and [{b}, {u}] x [{u}, {u}]) plus per-step op overhead in the "
             f"while loop{pipe}")
 
 
