@@ -349,22 +349,28 @@ def test_backup_and_restore_in_a_plain_model_fit(tmp_path, stop_at, epoch_length
     kwargs = {"steps_per_epoch": steps} if epoch_length == "steps_per_epoch" else {}
     dataset = data.repeat() if kwargs else data
 
-    def fit(extra):
+    def fit(extra, data=dataset, backup_dir=tmp_path / "backup"):
         keras.utils.set_random_seed(0)
         model = ktg.build_model(vocab, units=8, layers=1)
-        cb = backup.BackupAndRestore(tmp_path / "backup", save_freq=2)
-        history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=[cb, *extra], shuffle=False, **kwargs)
+        cb = backup.BackupAndRestore(backup_dir, save_freq=2)
+        history = model.fit(data, epochs=epochs, verbose=0, callbacks=[cb, *extra], shuffle=False, **kwargs)
         return model, history, cb
 
     with pytest.raises(_Interrupt):
         fit([_StopAt(stop_at)])
     state = backup.read_state(tmp_path / "backup")
     assert state["global_step"] <= stop_at and state["global_step"] == state["epoch"] * steps + state["step"]
-    model, history, cb = fit([])
+    # A repeated stream can be skipped to where the backup was taken (as `keras-textgen train` does), so
+    # the resumed run sees the batches the uninterrupted one would have; a finite dataset restarts each epoch.
+    model, history, cb = fit([], data=dataset.skip(state["global_step"]) if kwargs else dataset)
     assert cb.restored["global_step"] == state["global_step"]
     assert int(model.optimizer.iterations) == epochs * steps  # the interrupted epoch was not trained again
     assert len(history.history["loss"]) == epochs - state["epoch"]  # one row per remaining epoch
     assert not os.path.exists(tmp_path / "backup")  # deleted when fit returns (delete_checkpoint=True)
+    if kwargs:  # the weights *and* the optimizer state were restored: the same model as without the kill
+        uninterrupted, _, _ = fit([], backup_dir=tmp_path / "other")
+        for got, want in zip(model.get_weights(), uninterrupted.get_weights()):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
 def test_stale_temporaries_of_dead_writers_only_are_removed(tmp_path):
