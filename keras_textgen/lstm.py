@@ -23,8 +23,9 @@ class PerGateLSTM(keras.layers.LSTM):
     64 on the benchmark's 2-core CPU (one intra-op thread).
 
     Keras's own loop still runs where it is the better one: on a machine
-    with a GPU (cuDNN), and in training with `dropout` or
-    `recurrent_dropout` (its dropout masks live in the cell).
+    with a GPU (cuDNN; `use_cudnn=True` behaves as in Keras, an error
+    without one), and in training with `dropout` or `recurrent_dropout`
+    (its dropout masks live in the cell).
 
     Args:
         units, **kwargs: as for `keras.layers.LSTM`.
@@ -38,8 +39,8 @@ class PerGateLSTM(keras.layers.LSTM):
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
-        gpu = self.use_cudnn in ("auto", True) and tf.config.list_logical_devices("GPU")
-        if gpu or (training and (cell.dropout or cell.recurrent_dropout)):
+        cudnn = self.use_cudnn is True or (self.use_cudnn == "auto" and tf.config.list_logical_devices("GPU"))
+        if cudnn or (training and (cell.dropout or cell.recurrent_dropout)):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         if isinstance(mask, (list, tuple)):
             mask = mask[0]

@@ -85,3 +85,11 @@ def test_build_model_uses_it_and_models_with_keras_lstm_still_generate(vocab, ti
     got = ktg.generate(old, vocab, prompts, max_length=20, temperature=0.0)
     want = ktg.generate(tiny_model, vocab, prompts, max_length=20, temperature=0.0)
     assert got == want
+
+
+def test_use_cudnn_true_without_a_gpu_fails_as_in_keras():
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("a GPU is present: cuDNN runs")
+    for cls in (PerGateLSTM, keras.layers.LSTM):
+        with pytest.raises(ValueError, match="use_cudnn=True"):
+            cls(4, use_cudnn=True)(masked_inputs())
