@@ -231,10 +231,6 @@ class TextGenerator(tf.Module):
 
         return project, cells, head
 
-    def _decoder_step(self, per_gate=False):
-        """`step` for the generation loop (see `_decoder`): tokens `[batch]` -> banned logits, new states."""
-        return _step_of(self._decoder(per_gate))
-
     def _decode(self, logits, states, max_length, pick, decoder, unroll=1):
         """The generation loop: `pick(logits, i)` chooses token `i`, one cell step each.
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_textgen as ktg
 from keras_textgen import errors, sampling
-from keras_textgen.generation import get_generator
+from keras_textgen.generation import _step_of, get_generator
 from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID
 
 
@@ -67,7 +67,7 @@ def test_decoder_step_layouts_equal_the_keras_cells(vocab, tiny_model, per_gate)
     tokens = tf.constant([PAD_ID, EOS_ID, 5, vocab.size - 1, 7], tf.int32)
     states = [tf.constant(rng.normal(size=(5, units)), tf.float32) for shape in gen.state_shapes for units in shape]
     want_logits, want_states = _keras_cells_step(tiny_model, tokens, states)
-    step = gen.step if per_gate is None else gen._decoder_step(per_gate)
+    step = gen.step if per_gate is None else _step_of(gen._decoder(per_gate))
     got_logits, got_states = step(tokens, states)
     assert len(got_states) == len(want_states) == 4
     real = [i for i in range(vocab.size) if i not in (PAD_ID, OOV_ID)]  # the decoder's head also bans these
