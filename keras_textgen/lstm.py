@@ -49,11 +49,13 @@ class PerGateLSTM(keras.layers.LSTM):
         recurrent_kernels = ops.split(cell.recurrent_kernel, 4, axis=1)
         biases = ops.split(cell.bias, 4, axis=0) if cell.use_bias else [None] * 4
 
+        def gate(x, h, k, r, b):
+            z = ops.matmul(x, k) + ops.matmul(h, r)
+            return z if b is None else z + b
+
         def step(x, states):
             h, c = states
-            z_i, z_f, z_c, z_o = [
-                ops.matmul(x, k) + ops.matmul(h, r) + (0.0 if b is None else b)
-                for k, r, b in zip(kernels, recurrent_kernels, biases)]
+            z_i, z_f, z_c, z_o = [gate(x, h, k, r, b) for k, r, b in zip(kernels, recurrent_kernels, biases)]
             i = cell.recurrent_activation(z_i)
             f = cell.recurrent_activation(z_f)
             c = f * c + i * cell.activation(z_c)
