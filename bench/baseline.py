@@ -52,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from bench import config
 from bench.measure import steady_pass
 
 __all__ = [
@@ -429,12 +430,11 @@ def measure_generation_speed(bl: Baseline, prompt: str = "ROMEO:", size: int = 2
 # --------------------------------------------------------------------------- #
 # smoke / full run
 # --------------------------------------------------------------------------- #
-DEFAULT_DATA = "/work/shared/data/tiny_shakespeare/input.txt"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--data", default=config.DEFAULT_DATA)
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (<30 s)")
     ap.add_argument("--train-seconds", type=float, default=60.0)
     ap.add_argument("--steps", type=int, default=300)

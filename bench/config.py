@@ -5,7 +5,10 @@ import json
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "tiny_shakespeare", "input.txt"))
+# Tiny Shakespeare's folder: $TINY_SHAKESPEARE_DIR, else ../shared/data/tiny_shakespeare beside the clone.
+SHAKESPEARE_DIR = os.environ.get("TINY_SHAKESPEARE_DIR") or os.path.normpath(
+    os.path.join(ROOT, "..", "shared", "data", "tiny_shakespeare"))
+DEFAULT_DATA = os.path.join(SHAKESPEARE_DIR, "input.txt")
 DEFAULT_OUT = os.path.join(ROOT, "bench", "results")
 SECTIONS = ("pipeline", "training", "quality", "generation", "memory", "ceiling")
 

@@ -74,7 +74,8 @@ def main(argv=None):
     args = parse_args(argv)
     settings = settings_from(args)
     if not os.path.isfile(settings.data):
-        print(f"bench: tiny Shakespeare not found at {settings.data} (pass --data)", file=sys.stderr)
+        print(f"bench: tiny Shakespeare not found at {settings.data} "
+              "(pass --data, or set TINY_SHAKESPEARE_DIR to its folder)", file=sys.stderr)
         return 2
     warnings.filterwarnings("ignore", category=UserWarning)
 

@@ -14,8 +14,8 @@ import keras_textgen as ktg
 from _common import parser
 
 p = parser(__doc__, epochs=10, steps=200)
-p.add_argument("--manual-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                                                     "tiny_shakespeare"))
+p.add_argument("--manual-dir", default=os.environ.get("TINY_SHAKESPEARE_DIR") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "data", "tiny_shakespeare"), help="input.txt's folder")
 p.add_argument("--data-dir", default=None, help="TFDS data_dir (default ~/tensorflow_datasets)")
 args = p.parse_args()
 ktg.configure_threads()  # before any TensorFlow op: one thread per op on small CPU-only machines

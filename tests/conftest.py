@@ -7,7 +7,9 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHAKESPEARE_DIR = ROOT.parent / "shared" / "data" / "tiny_shakespeare"
+# As bench.config: $TINY_SHAKESPEARE_DIR, else ../shared/data/tiny_shakespeare beside the clone.
+SHAKESPEARE_DIR = pathlib.Path(
+    os.environ.get("TINY_SHAKESPEARE_DIR") or ROOT.parent / "shared" / "data" / "tiny_shakespeare")
 
 LINES = [
     "the cat sat on the mat",
