@@ -243,6 +243,9 @@ def _load_tfds(source, mode, validation_fraction, data_dir, manual_dir):
     feature, default_mode = TFDS_DEFAULTS.get(name, (None, "lines"))
     feature = parts[2] if len(parts) == 3 and parts[2] else feature
     mode = mode or default_mode
+    if manual_dir and not os.path.isdir(manual_dir):
+        raise errors.DataError(f"the TFDS manual dir {os.fspath(manual_dir)} is not a folder "
+                               f"(it should hold the dataset's source files)")
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:  # pragma: no cover - it is a dependency

@@ -1,12 +1,15 @@
 """Train a character LSTM on Tiny Shakespeare from TensorFlow Datasets, offline.
 
-The TFDS builder reads `input.txt` from `--manual-dir` instead of downloading it.
+The TFDS builder reads `input.txt` from `--manual-dir` (default: $TINY_SHAKESPEARE_DIR,
+else ../shared/data/tiny_shakespeare beside the clone) instead of downloading it; without
+it, this script says so and exits with code 2.
 
     python pipelines/tiny_shakespeare.py --manual-dir ../shared/data/tiny_shakespeare
     python pipelines/tiny_shakespeare.py --quick
 """
 
 import os
+import sys
 
 import keras
 
@@ -23,7 +26,12 @@ units, layers, steps = (16, 1, 3) if args.quick else (256, 2, args.steps_per_epo
 epochs = 1 if args.quick else args.epochs
 keras.utils.set_random_seed(1)
 
-corpus = ktg.corpus.load("tfds:tiny_shakespeare", mode="chunks", manual_dir=args.manual_dir, data_dir=args.data_dir)
+try:
+    corpus = ktg.corpus.load("tfds:tiny_shakespeare", mode="chunks", manual_dir=args.manual_dir,
+                             data_dir=args.data_dir)
+except ktg.errors.KerasTextgenError as e:
+    print(f"tiny_shakespeare: {e}", file=sys.stderr)  # the reason in one line; see --manual-dir above
+    sys.exit(2)
 vocab = ktg.Vocabulary.adapt(corpus.train, level="char")
 train_ds = ktg.make_dataset(corpus.train, vocab, mode="chunks", batch_size=64, seq_len=100, repeat=True, seed=1)
 val_ds = ktg.make_dataset(corpus.validation, vocab, mode="chunks", batch_size=64, seq_len=100, shuffle=False)

@@ -41,3 +41,14 @@ def test_ag_news_without_network_or_data_dir_says_so(tmp_path):
     assert "ag_news_titles: cannot prepare TFDS dataset 'ag_news_subset'" in result.stderr
     assert "Traceback" not in result.stderr
     assert "--data-dir" in result.stderr
+
+
+def test_tiny_shakespeare_without_its_folder_says_which(tmp_path):
+    missing = tmp_path / "no_such_folder"
+    result = subprocess.run([sys.executable, "tiny_shakespeare.py", "--quick", "--manual-dir", str(missing),
+                             "--data-dir", str(tmp_path / "tfds")],
+                            cwd=ROOT / "pipelines", capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"tiny_shakespeare: the TFDS manual dir {missing} is not a folder" in result.stderr
+    assert "Traceback" not in result.stderr
