@@ -11,8 +11,9 @@ from keras_textgen.lstm import PerGateLSTM
 
 def pair(units=6, **kwargs):
     """A PerGateLSTM and a keras.layers.LSTM with the same (random) weights."""
-    ours = PerGateLSTM(units, return_sequences=True, **kwargs)
-    theirs = keras.layers.LSTM(units, return_sequences=True, **kwargs)
+    kwargs = {"return_sequences": True, **kwargs}
+    ours = PerGateLSTM(units, **kwargs)
+    theirs = keras.layers.LSTM(units, **kwargs)
     for layer in (ours, theirs):
         layer.build((None, None, 5))
     rng = np.random.default_rng(0)
@@ -49,6 +50,36 @@ def test_same_outputs_and_gradients_as_keras_lstm_with_masking(kwargs):
     assert np.abs(y_ours[2, 0]).sum() > 0  # a real step, not an all-masked trivial case
     for a, b in zip(g_ours, g_theirs):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+MASKS = {
+    "left padding": [[0, 0, 1, 1, 1, 1, 1], [1] * 7, [0, 0, 0, 0, 0, 0, 1]],
+    "holes, a row with none": [[1, 0, 1, 1, 0, 1, 1], [0] * 7, [1, 1, 0, 0, 1, 0, 1]],
+}
+
+
+@pytest.mark.parametrize("mask", MASKS.values(), ids=MASKS.keys())
+@pytest.mark.parametrize("kwargs", [{}, {"go_backwards": True}, {"zero_output_for_mask": True},
+                                    {"return_sequences": False}, {"unroll": True}])
+def test_any_mask_and_loop_option_matches_keras_outputs_states_and_gradients(mask, kwargs):
+    ours, theirs = pair(**kwargs, return_state=True)
+    x = masked_inputs()
+    mask = tf.constant(np.array(mask, bool))
+    h0 = np.full((3, 6), 0.3, "float32")
+    c0 = np.full((3, 6), -0.2, "float32")
+    seeds = [np.random.default_rng(i).normal(size=s).astype("float32") for i, s in enumerate([(3, 7, 6), (3, 6)])]
+    results = []
+    for layer in (ours, theirs):
+        with tf.GradientTape() as tape:
+            output, h, c = layer(x, mask=mask, initial_state=[h0, c0], training=True)
+            loss = tf.reduce_sum(output * seeds[0][:, :output.shape[1]] if output.shape.rank == 3 else
+                                 output * seeds[1]) + tf.reduce_sum(c * seeds[1])
+        results.append(([output.numpy(), h.numpy(), c.numpy()],
+                        [g.numpy() for g in tape.gradient(loss, layer.trainable_weights)]))
+    (y_ours, g_ours), (y_theirs, g_theirs) = results
+    for a, b in zip(y_ours + g_ours, y_theirs + g_theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(y_ours[2], c0)  # the loop ran real steps
 
 
 def test_initial_state_and_returned_states_match_keras():
