@@ -153,11 +153,12 @@ def _train_for(model, train_ds, curve_ds, settings):
     return clock, time.perf_counter() - t0
 
 
-def _row(model, clock, wall, val_ds, description):
+def _row(model, clock, wall, val_ds, description, batch_size=64):
     layers = model_lib.recurrent_layers(model)
     return {"impl": "package",
-            "model": f"build_model(vocab) defaults: LSTM({layers[0].units}) x{len(layers)}, batch 64, {description}",
-            "params": int(model.count_params()), "batch_size": 64,
+            "model": f"build_model(vocab) defaults: LSTM({layers[0].units}) x{len(layers)}, batch {batch_size}, "
+                     f"{description}",
+            "params": int(model.count_params()), "batch_size": batch_size,
             "train_seconds": clock.elapsed, "wall_seconds_with_evaluations": wall, "steps": clock.steps,
             "val_bits_per_char": package_bits_per_char(model, val_ds), "curve": clock.curve}
 
@@ -176,14 +177,17 @@ def run_package(train, val, curve_val, vocab, settings):
     return row
 
 
-def run_package_chunks(train, document, val_count, curve_count, settings):
-    """The package in chunks mode: the training lines joined in file order; validation lines in context."""
+def run_package_chunks(train, document, val_count, curve_count, settings, batch_size=64, dropout=0.0):
+    """The package in chunks mode: the training lines joined in file order; validation lines in context.
+
+    `batch_size` and `dropout` (`build_model`'s) are for the README's variants; `make bench` runs the defaults.
+    """
     s = settings
     text = "\n".join(train)
     vocab = ktg.Vocabulary.adapt([text])
     keras.utils.set_random_seed(s.seed)
-    model = ktg.build_model(vocab)
-    train_ds = ktg.make_dataset([text], vocab, mode="chunks", batch_size=64, seq_len=SEQ_LEN, repeat=True,
+    model = ktg.build_model(vocab, dropout=dropout)
+    train_ds = ktg.make_dataset([text], vocab, mode="chunks", batch_size=batch_size, seq_len=SEQ_LEN, repeat=True,
                                 seed=s.seed)
 
     x, y = context_windows(document, val_count, vocab)  # the curve's lines are the first `curve_count`
@@ -192,7 +196,8 @@ def run_package_chunks(train, document, val_count, curve_count, settings):
         return tf.data.Dataset.from_tensor_slices((x[:count], y[:count])).batch(64)
 
     clock, wall = _train_for(model, train_ds, windows(curve_count), s)
-    row = _row(model, clock, wall, windows(val_count), f"chunks of {SEQ_LEN}, lines scored in context")
+    described = f"chunks of {SEQ_LEN}, lines scored in context" + (f", dropout {dropout}" if dropout else "")
+    row = _row(model, clock, wall, windows(val_count), described, batch_size)
     row["mode"] = "chunks"
     return row
 
@@ -266,9 +271,13 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=1200.0, help="training budget (wall clock)")
     p.add_argument("--checkpoints", type=int, default=8, help="curve points, each on every validation line")
     p.add_argument("--mode", choices=("lines", "chunks"), default="lines", help="the package's data mode")
+    p.add_argument("--batch-size", type=int, default=64, help="(chunks mode) training batch size")
+    p.add_argument("--dropout", type=float, default=0.0, help="(chunks mode) build_model's dropout")
     p.add_argument("--child", action="store_true", help="(bench.run) both package rows, as JSON")
     p.add_argument("--settings", help="(with --child) the run's Settings as JSON")
     args = p.parse_args(argv)
+    if args.mode == "lines" and (args.batch_size != 64 or args.dropout):
+        p.error("--batch-size and --dropout apply to --mode chunks")
     threads = measure.configure_threads_as_cli()  # first, before any TensorFlow op
     if args.child:
         rows = package_rows(config.from_json(args.settings))
@@ -279,7 +288,8 @@ def main(argv=None):
     if args.mode == "lines":
         row = run_package(train, val, val, vocab, s)
     else:
-        row = run_package_chunks(train, corpora.shakespeare_document(s.data), len(val), len(val), s)
+        row = run_package_chunks(train, corpora.shakespeare_document(s.data), len(val), len(val), s,
+                                 batch_size=args.batch_size, dropout=args.dropout)
     for seconds, bpc in row["curve"]:
         print(f"{seconds:7.0f} s  {bpc:.3f} bits/char")
     print(json.dumps({k: v for k, v in row.items() if k != "curve"} | {"threads": threads}))
