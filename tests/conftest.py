@@ -3,13 +3,17 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pathlib
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# As bench.config: $TINY_SHAKESPEARE_DIR, else ../shared/data/tiny_shakespeare beside the clone.
-SHAKESPEARE_DIR = pathlib.Path(
-    os.environ.get("TINY_SHAKESPEARE_DIR") or ROOT.parent / "shared" / "data" / "tiny_shakespeare")
+sys.path.insert(0, str(ROOT))  # `bench` is a folder of the repository, not an installed package
+
+from bench import config as bench_config  # noqa: E402
+
+# Where the benchmark reads it: $TINY_SHAKESPEARE_DIR, else ../shared/data/tiny_shakespeare beside the clone.
+SHAKESPEARE_DIR = pathlib.Path(bench_config.SHAKESPEARE_DIR)
 
 LINES = [
     "the cat sat on the mat",

@@ -12,9 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SHAKESPEARE_DIR
-
-sys.path.insert(0, str(ROOT))  # `bench` is a folder of the repository, not an installed package
+from conftest import ROOT, SHAKESPEARE_DIR  # conftest also puts the repository (and `bench`) on sys.path
 
 HEADLINES = {
     "pipeline": ["baseline_chars_per_s", "package_chars_per_s", "ratio", "package_cached_chars_per_s"],
