@@ -155,9 +155,10 @@ def _train_for(model, train_ds, curve_ds, settings):
 
 def _row(model, clock, wall, val_ds, description, batch_size=64):
     layers = model_lib.recurrent_layers(model)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    built = f"build_model(vocab, dropout={rates[0]})" if rates else "build_model(vocab) defaults"
     return {"impl": "package",
-            "model": f"build_model(vocab) defaults: LSTM({layers[0].units}) x{len(layers)}, batch {batch_size}, "
-                     f"{description}",
+            "model": f"{built}: LSTM({layers[0].units}) x{len(layers)}, batch {batch_size}, {description}",
             "params": int(model.count_params()), "batch_size": batch_size,
             "train_seconds": clock.elapsed, "wall_seconds_with_evaluations": wall, "steps": clock.steps,
             "val_bits_per_char": package_bits_per_char(model, val_ds), "curve": clock.curve}
@@ -212,7 +213,7 @@ def plot(rows, png_path):
     for row in rows:
         xs, ys = zip(*row["curve"]) if row["curve"] else ((), ())
         name = row["impl"] + (f", {row['mode']} mode" if row.get("mode") else "")
-        line, = ax.plot(xs, ys, marker="o", label=f"{name}: {row['model'].split(' defaults: ')[-1]}")
+        line, = ax.plot(xs, ys, marker="o", label=f"{name}: {row['model'].split(': ', 1)[-1]}")
         ax.plot([row["train_seconds"]], [row["val_bits_per_char"]], marker="*", markersize=12, linestyle="none",
                 color=line.get_color())
     ax.plot([], [], marker="*", markersize=12, linestyle="none", color="gray", label="final, all validation lines")
@@ -276,7 +277,7 @@ def main(argv=None):
     p.add_argument("--child", action="store_true", help="(bench.run) both package rows, as JSON")
     p.add_argument("--settings", help="(with --child) the run's Settings as JSON")
     args = p.parse_args(argv)
-    if args.mode == "lines" and (args.batch_size != 64 or args.dropout):
+    if args.mode == "lines" and (args.batch_size != p.get_default("batch_size") or args.dropout):
         p.error("--batch-size and --dropout apply to --mode chunks")
     threads = measure.configure_threads_as_cli()  # first, before any TensorFlow op
     if args.child:

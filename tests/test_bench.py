@@ -160,6 +160,24 @@ def test_context_windows_score_each_validation_line_after_the_text_before_it():
     assert quality.context_windows(document, 1, vocab, seq_len=5)[0].shape == (1, 5)
 
 
+def test_quality_chunks_variant_trains_with_the_batch_size_and_dropout_asked():
+    from bench import config, corpora, quality
+
+    s = config.smoke_settings(data=str(SHAKESPEARE_DIR / "input.txt"))
+    train, val, _, _ = quality.texts(s)
+    row = quality.run_package_chunks(train, corpora.shakespeare_document(s.data), 4, 2, s, batch_size=8, dropout=0.2)
+    assert row["batch_size"] == 8 and row["steps"] > 0 and row["mode"] == "chunks"
+    assert row["model"].startswith("build_model(vocab, dropout=0.2): LSTM(256) x1, batch 8, chunks of 100")
+    assert math.isfinite(row["val_bits_per_char"])
+
+
+def test_quality_variant_flags_are_refused_in_lines_mode():
+    result = subprocess.run([sys.executable, "-m", "bench.quality", "--mode", "lines", "--dropout", "0.2"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "error: --batch-size and --dropout apply to --mode chunks" in result.stderr
+
+
 def test_training_flops_per_char_follows_the_layer_sizes():
     from bench import measure
 
