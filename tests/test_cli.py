@@ -120,6 +120,19 @@ def test_help_for_every_command():
         assert result.returncode == 0 and "usage: keras-textgen" in result.stdout
 
 
+def test_python_dash_m_runs_the_same_command_line(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    help_ = subprocess.run([sys.executable, "-m", "keras_textgen", "--help"], capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert help_.returncode == 0 and "usage: keras-textgen" in help_.stdout and "train" in help_.stdout
+    missing = tmp_path / "missing.txt"
+    bad = subprocess.run([sys.executable, "-m", "keras_textgen", "train", "--corpus", str(missing), "--out",
+                          str(tmp_path / "model")], capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "corpus file not found" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "model").exists()
+
+
 @pytest.mark.parametrize("make_corpus, message", [
     (lambda d: d / "missing.txt", "corpus file not found"),
     (lambda d: _write(d / "empty.txt", b""), "is empty"),
