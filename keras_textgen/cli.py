@@ -134,6 +134,9 @@ def build_parser():
     p.add_argument("--intra-op-threads", type=_threads, default=D.intra_op_threads, metavar="N",
                    help="threads per TensorFlow op; auto = 1 on a CPU-only machine with at most 2 cores (faster "
                         "for recurrent training there), else TensorFlow's default; 0 = TensorFlow's default")
+    p.add_argument("--steps-per-execution", type=_positive_int, metavar="N",
+                   help="training steps per tf.function call (Keras's steps_per_execution); it must divide the "
+                        "epoch's steps; unset = the largest such count up to 8")
     p.add_argument("--force", action="store_true", help="replace a finished model in MODEL_DIR")
 
     p = sub.add_parser("generate", help="generate text from a trained model",
@@ -185,7 +188,7 @@ def cmd_train(args):
         min_frequency=args.min_frequency, lowercase=args.lowercase, seed=args.seed,
         backup_every=args.backup_every, sample_prompts=tuple(args.sample_prompts or ("",)),
         strategy=args.strategy, force=args.force, deterministic=args.deterministic,
-        intra_op_threads=args.intra_op_threads)
+        intra_op_threads=args.intra_op_threads, steps_per_execution=args.steps_per_execution)
     # Keras's live progress bar on a terminal; one line per epoch in logs and CI.
     _, _, history = training.train(config, args.out, verbose="auto" if sys.stdout.isatty() else 2)
     if history.get("val_loss"):

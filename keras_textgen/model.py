@@ -15,7 +15,7 @@ CELLS = {"lstm": PerGateLSTM, "gru": keras.layers.GRU}
 
 
 def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dropout=0.0,
-                learning_rate=5e-3, clipnorm=1.0, compile=True):
+                learning_rate=5e-3, clipnorm=1.0, steps_per_execution=1, compile=True):
     """Builds (and compiles) the `keras.Sequential` next-token model.
 
     Padding is masked end to end: `TokenEncoding` maps the pad id to the zero
@@ -34,6 +34,9 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
         dropout: dropout rate between layers (0 turns it off).
         learning_rate: Adam's learning rate.
         clipnorm: gradient norm clipping for Adam (`None` turns it off).
+        steps_per_execution: training steps per `tf.function` call of
+            `model.fit`, as for `keras.Model.compile` (see
+            `keras_textgen.training.steps_per_execution_for`).
         compile: compile with sparse categorical cross-entropy on logits.
 
     Returns:
@@ -69,6 +72,7 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            steps_per_execution=steps_per_execution,
         )
     return model
 
