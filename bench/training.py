@@ -27,6 +27,7 @@ import keras
 
 import keras_textgen as ktg
 from keras_textgen import data as data_lib
+from keras_textgen import training as training_lib
 
 from bench import baseline as baseline_lib
 from bench import corpora
@@ -50,12 +51,14 @@ class EpochTimer(keras.callbacks.Callback):
 def package_rate(texts, vocab, mode, batch_size, settings):
     s = settings
     keras.utils.set_random_seed(s.seed)
-    model = ktg.build_model(vocab, units=s.units, layers=1)
     ds = ktg.make_dataset(texts, vocab, mode=mode, batch_size=batch_size, seed=s.seed)
     # One iterator for the whole run, like the baseline's single timed fit: an epoch is one pass
     # (steps_per_epoch batches) of the repeated dataset. Keras re-creating the iterator of a finite
     # dataset at every epoch stalls about a second in some epochs here, which would dwarf 2 s epochs.
     steps = int(ds.reduce(0, lambda n, _: n + 1))
+    # Steps per tf.function call as `keras-textgen train` picks them for an epoch of `steps`.
+    steps_per_execution = training_lib.steps_per_execution_for(steps)
+    model = ktg.build_model(vocab, units=s.units, layers=1, steps_per_execution=steps_per_execution)
     ds = ktg.make_dataset(texts, vocab, mode=mode, batch_size=batch_size, seed=s.seed, repeat=True)
     real = data_lib.count_tokens(ds.take(steps))
     timer = EpochTimer()
@@ -63,6 +66,7 @@ def package_rate(texts, vocab, mode, batch_size, settings):
                      callbacks=[timer])
     timed = timer.seconds[1:]
     row = {"impl": "package", "mode": mode, "batch_size": batch_size, "units": s.units, "layers": 1,
+           "steps_per_execution": steps_per_execution,
            "vocab_size": vocab.size, "input_dim": vocab.size - 1,  # TokenEncoding drops the pad column
            "real_chars_per_epoch": real, "seconds_per_epoch": statistics.median(timed),
            "runs_seconds": timed, "warmup_epoch_seconds": timer.seconds[0],
