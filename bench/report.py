@@ -140,10 +140,10 @@ def markdown(results):
     sec = results.get("training")
     if sec:
         out += ["## 2. Training throughput, LSTM(128) x1", ""]
-        out.append(_table(["Impl", "Mode", "Batch", "Intra-op threads", "Real chars/s", "vs baseline",
-                           "Padding (bucketed)", "Padding (not bucketed)"],
+        out.append(_table(["Impl", "Mode", "Batch", "Intra-op threads", "Steps per call", "Real chars/s",
+                           "vs baseline", "Padding (bucketed)", "Padding (not bucketed)"],
                           [[r["impl"], r["mode"], r["batch_size"], r.get("threads", "TensorFlow default"),
-                            _n(r["real_chars_per_s"]), _x(r.get("ratio_vs_baseline")),
+                            r.get("steps_per_execution", 1), _n(r["real_chars_per_s"]), _x(r.get("ratio_vs_baseline")),
                             _n(r.get("padding_fraction_bucketed"), pct=True),
                             _n(r.get("padding_fraction_unbucketed"), pct=True)] for r in _rows(sec)]))
         out += ["", f"Best: batch {sec.get('best_batch_size', 'n/a')}, intra-op threads "
