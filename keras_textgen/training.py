@@ -5,6 +5,7 @@ this module packages the same steps with the standard Keras callbacks and
 the crash-safe model directory of `keras_textgen.artifacts`.
 """
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -61,7 +62,7 @@ class TrainConfig:
     force: bool = False
     deterministic: bool = False
     intra_op_threads: object = threads.AUTO  # or an int >= 0; see keras_textgen.threads
-    steps_per_execution: int = None  # None: `steps_per_execution_for` the steps of an epoch
+    steps_per_execution: int = None  # None: `steps_per_execution_for` the epoch (and validation_steps)
 
     def validate(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "seq_len": self.seq_len,
@@ -96,14 +97,15 @@ class TrainConfig:
         if self.deterministic and self.seed is None:
             raise errors.ConfigError("deterministic training needs a seed (--seed)")
         threads.resolve(self.intra_op_threads)
-        if self.steps_per_execution is not None and self.steps_per_epoch is not None:
-            check_steps_per_execution(self.steps_per_execution, self.steps_per_epoch, "steps_per_epoch")
+        if self.steps_per_execution is not None:
+            check_steps_per_execution(self.steps_per_execution, {"steps_per_epoch": self.steps_per_epoch,
+                                                                 "validation_steps": self.validation_steps})
 
 
 MAX_STEPS_PER_EXECUTION = 8
 
 
-def steps_per_execution_for(epoch_steps, limit=MAX_STEPS_PER_EXECUTION):
+def steps_per_execution_for(epoch_steps, validation_steps=None, limit=MAX_STEPS_PER_EXECUTION):
     """How many training steps `train` runs per `tf.function` call of `model.fit`.
 
     Keras's `steps_per_execution` runs several steps in one call, which spares
@@ -112,14 +114,17 @@ def steps_per_execution_for(epoch_steps, limit=MAX_STEPS_PER_EXECUTION):
     with the same arithmetic. But Keras only runs whole calls: an epoch runs
     a multiple of `steps_per_execution` steps (more than `steps_per_epoch`
     if it does not divide it), and callbacks see the step count at the end
-    of a call only. So this is the largest count up to `limit` that divides
-    `epoch_steps`: epochs end on the same step as one step at a time, and a
-    backup, taken at the end of the call that reaches each multiple of
-    `backup_every`, always falls on a whole call, so a resumed epoch runs
-    whole calls too.
+    of a call only. The same holds for validation with a fixed number of
+    steps. So this is the largest count up to `limit` that divides
+    `epoch_steps` (and `validation_steps`): epochs and validations end on
+    the same step as one step at a time, and a backup, taken at the end of
+    the call that reaches each multiple of `backup_every`, always falls on a
+    whole call, so a resumed epoch runs whole calls too.
 
     Args:
         epoch_steps: steps per epoch; `None` or < 1 (unknown) gives 1.
+        validation_steps: the fixed number of validation steps, or `None`
+            (a pass over finite validation data ends where its data ends).
         limit: the largest count to consider.
 
     Example:
@@ -129,14 +134,32 @@ def steps_per_execution_for(epoch_steps, limit=MAX_STEPS_PER_EXECUTION):
     """
     if not epoch_steps or epoch_steps < 1:
         return 1
-    return max(n for n in range(1, limit + 1) if epoch_steps % n == 0)
+    counts = [epoch_steps] + ([validation_steps] if validation_steps else [])
+    return max(n for n in range(1, limit + 1) if all(c % n == 0 for c in counts))
 
 
-def check_steps_per_execution(steps_per_execution, epoch_steps, epoch_name):
-    """Refuses a `steps_per_execution` that does not divide the epoch (see `steps_per_execution_for`)."""
-    if epoch_steps % steps_per_execution:
-        raise errors.ConfigError(f"steps_per_execution must divide {epoch_name} ({epoch_steps}), "
-                                 f"got {steps_per_execution}")
+def check_steps_per_execution(steps_per_execution, step_counts):
+    """Refuses a `steps_per_execution` that does not divide each of `{name: steps}` (see `steps_per_execution_for`)."""
+    for name, steps in step_counts.items():
+        if steps is not None and steps % steps_per_execution:
+            raise errors.ConfigError(f"steps_per_execution must divide {name} ({steps}), got {steps_per_execution}")
+
+
+@contextlib.contextmanager
+def steps_per_call(model, steps_per_execution):
+    """Runs the `model.fit` inside with `steps_per_execution` steps per call.
+
+    The model's own setting (the one its `compile` had, which `model.save`
+    writes) comes back afterwards, with its step functions rebuilt on next
+    use, so the saved or returned model evaluates and trains as compiled.
+    """
+    own = model.steps_per_execution
+    model.steps_per_execution = steps_per_execution
+    try:
+        yield model
+    finally:
+        model.steps_per_execution = own
+        model.train_function = model.test_function = model.predict_function = None
 
 
 def prepare(config, replicas=1):
@@ -222,13 +245,13 @@ def _steps_per_execution(config, train_ds):
     """
     epoch_steps = config.steps_per_epoch or int(train_ds.cardinality())  # a known count without steps_per_epoch
     if config.steps_per_execution is not None:
-        check_steps_per_execution(config.steps_per_execution, epoch_steps,
-                                  "steps_per_epoch" if config.steps_per_epoch else "the steps of one pass over the "
-                                                                                    "training data")
+        if config.steps_per_epoch is None:
+            check_steps_per_execution(config.steps_per_execution,
+                                      {"the steps of one pass over the training data": epoch_steps})
         return config.steps_per_execution
     if config.strategy not in (None, "default"):
         return 1
-    return steps_per_execution_for(epoch_steps)
+    return steps_per_execution_for(epoch_steps, config.validation_steps)
 
 
 def read_history(csv_path):
@@ -341,7 +364,7 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
     with strategy.scope():
         model = model_lib.build_model(vocab, units=config.units, layers=config.layers, cell=config.cell,
                                       embedding_dim=config.embedding_dim, dropout=config.dropout,
-                                      learning_rate=config.learning_rate, steps_per_execution=steps_per_execution)
+                                      learning_rate=config.learning_rate)
     if config.strategy not in (None, "default"):
         _build_from_spec(model, train_ds.element_spec)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
@@ -349,10 +372,11 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
     replicas = f", {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
     print_fn(f"Corpus {corpus.source!r} ({corpus.mode} mode), vocabulary of {vocab.size} ids, "
              f"model of {model.count_params():,} parameters{replicas}")
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-              validation_steps=config.validation_steps, verbose=verbose,
-              shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
-              callbacks=default_callbacks(model_dir, vocab, config, print_fn=print_fn, writer=writer))
+    with steps_per_call(model, steps_per_execution):
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                  validation_steps=config.validation_steps, verbose=verbose,
+                  shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
+                  callbacks=default_callbacks(model_dir, vocab, config, print_fn=print_fn, writer=writer))
     if not writer:
         return model, vocab, {}  # the chief writes the history
     history = read_history(os.path.join(run_dir, artifacts.HISTORY_CSV))

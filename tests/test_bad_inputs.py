@@ -218,7 +218,7 @@ ROWS = [
         "error: set them before TensorFlow runs its first op", _train("--intra-op-threads", "2"),
         "can only be set before TensorFlow runs its first op", setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--steps-per-execution that does not divide the epoch's steps",
-        "error: it must divide them (Keras runs whole calls, so the epoch would grow)",
+        "error: it must divide them (Keras runs whole calls, so the epoch would grow); the same for --validation-steps",
         _train("--steps-per-execution", "3"), "steps_per_execution must divide steps_per_epoch (2), got 3",
         setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--deterministic without --seed", "error: needs a seed",

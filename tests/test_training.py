@@ -1,19 +1,27 @@
 """`keras_textgen.train`'s steps per `tf.function` call: faster, with the same steps as one at a time."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
 import keras_textgen as ktg
-from keras_textgen import errors, training
+from keras_textgen import artifacts, errors, training
 from conftest import LINES, train_tiny_model_dir
 
 
-@pytest.mark.parametrize("epoch_steps, expected", [(150, 6), (40, 8), (32, 8), (20, 5), (7, 7), (11, 1), (None, 1),
-                                                    (-2, 1)])
-def test_steps_per_execution_divides_the_epoch(epoch_steps, expected):
-    assert training.steps_per_execution_for(epoch_steps) == expected
+@pytest.mark.parametrize("epoch_steps, validation_steps, expected", [
+    (150, None, 6), (40, None, 8), (32, None, 8), (20, None, 5), (7, None, 7), (11, None, 1), (None, None, 1),
+    (-2, None, 1), (150, 4, 2), (40, 1, 1), (12, 3, 3), (None, 4, 1),
+])
+def test_steps_per_execution_divides_the_epoch_and_the_validation(epoch_steps, validation_steps, expected):
+    assert training.steps_per_execution_for(epoch_steps, validation_steps) == expected
+
+
+def test_steps_per_execution_that_does_not_divide_the_validation_steps_is_refused():
+    with pytest.raises(errors.ConfigError, match=r"must divide validation_steps \(3\), got 2"):
+        training.TrainConfig(steps_per_execution=2, validation_steps=3).validate()
 
 
 def test_several_steps_per_execution_train_exactly_as_one_at_a_time(tmp_path):
@@ -21,13 +29,17 @@ def test_several_steps_per_execution_train_exactly_as_one_at_a_time(tmp_path):
     for name, steps_per_execution in (("auto", None), ("one", 1)):
         (tmp_path / name).mkdir()
         model_dir = train_tiny_model_dir(tmp_path / name, units=8, layers=1, epochs=2, steps_per_epoch=12,
-                                         backup_every=5, steps_per_execution=steps_per_execution)
-        runs[name] = ktg.load_model_dir(model_dir)
-    (auto, _, auto_config), (one, _, one_config) = runs["auto"], runs["one"]
-    assert auto_config["steps_per_execution_in_force"] == 6 and one_config["steps_per_execution_in_force"] == 1
+                                         validation_steps=3, backup_every=5, steps_per_execution=steps_per_execution)
+        runs[name] = (*ktg.load_model_dir(model_dir), json.load(open(model_dir / artifacts.HISTORY_FILE)))
+    (auto, _, auto_config, auto_history), (one, _, one_config, one_history) = runs["auto"], runs["one"]
+    # 3 divides the 12 training and the 3 validation steps (6 would validate on 6 batches, not 3).
+    assert auto_config["steps_per_execution_in_force"] == 3 and one_config["steps_per_execution_in_force"] == 1
     assert int(auto.optimizer.iterations) == int(one.optimizer.iterations) == 24  # no step more, none fewer
     for got, want in zip(auto.get_weights(), one.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(auto_history[key], one_history[key], rtol=1e-5, err_msg=key)
+    assert auto.steps_per_execution == 1  # the saved model is compiled as build_model compiles it
 
 
 def test_steps_per_execution_that_does_not_divide_one_pass_fails_before_writing(tmp_path):
