@@ -105,7 +105,7 @@ class TrainConfig:
 MAX_STEPS_PER_EXECUTION = 8
 
 
-def steps_per_execution_for(epoch_steps, validation_steps=None, limit=MAX_STEPS_PER_EXECUTION):
+def steps_per_execution_for(epoch_steps, *step_counts, limit=MAX_STEPS_PER_EXECUTION):
     """How many training steps `train` runs per `tf.function` call of `model.fit`.
 
     Keras's `steps_per_execution` runs several steps in one call, which spares
@@ -116,15 +116,17 @@ def steps_per_execution_for(epoch_steps, validation_steps=None, limit=MAX_STEPS_
     if it does not divide it), and callbacks see the step count at the end
     of a call only. The same holds for validation with a fixed number of
     steps. So this is the largest count up to `limit` that divides
-    `epoch_steps` (and `validation_steps`): epochs and validations end on
+    `epoch_steps` and each of `step_counts`: epochs and validations end on
     the same step as one step at a time, and a backup, taken at the end of
     the call that reaches each multiple of `backup_every`, always falls on a
     whole call, so a resumed epoch runs whole calls too.
 
     Args:
         epoch_steps: steps per epoch; `None` or < 1 (unknown) gives 1.
-        validation_steps: the fixed number of validation steps, or `None`
-            (a pass over finite validation data ends where its data ends).
+        *step_counts: other counts to divide: the fixed number of
+            validation steps, the step of the epoch a run resumes at;
+            `None` or 0 are skipped (a pass over finite validation data ends
+            where its data ends).
         limit: the largest count to consider.
 
     Example:
@@ -134,7 +136,7 @@ def steps_per_execution_for(epoch_steps, validation_steps=None, limit=MAX_STEPS_
     """
     if not epoch_steps or epoch_steps < 1:
         return 1
-    counts = [epoch_steps] + ([validation_steps] if validation_steps else [])
+    counts = [epoch_steps] + [c for c in step_counts if c]
     return max(n for n in range(1, limit + 1) if all(c % n == 0 for c in counts))
 
 
@@ -237,21 +239,24 @@ def default_callbacks(model_dir, vocab, config, print_fn=print, writer=True):
     ]
 
 
-def _steps_per_execution(config, train_ds):
-    """The run's `steps_per_execution`: the configured one, checked against a one-pass epoch, or the automatic one.
+def _steps_per_execution(config, train_ds, state):
+    """The run's `steps_per_execution`: the configured one, checked, or the automatic one.
 
-    Automatic under a distribution strategy is 1: its multi-step loop is not
-    tested here.
+    Both divide the step of the epoch a resumed run starts at (a backup of
+    a run with another count, or of an older version, may sit between two
+    calls of this one). Automatic under a distribution strategy is 1: its
+    multi-step loop is not tested here.
     """
     epoch_steps = config.steps_per_epoch or int(train_ds.cardinality())  # a known count without steps_per_epoch
+    resume_step = state["step"] if state else None
     if config.steps_per_execution is not None:
-        if config.steps_per_epoch is None:
-            check_steps_per_execution(config.steps_per_execution,
-                                      {"the steps of one pass over the training data": epoch_steps})
+        check_steps_per_execution(config.steps_per_execution, {
+            "the steps of one pass over the training data": None if config.steps_per_epoch else epoch_steps,
+            "the step of the epoch its backup was taken at": resume_step})
         return config.steps_per_execution
     if config.strategy not in (None, "default"):
         return 1
-    return steps_per_execution_for(epoch_steps, config.validation_steps)
+    return steps_per_execution_for(epoch_steps, config.validation_steps, resume_step)
 
 
 def read_history(csv_path):
@@ -333,14 +338,13 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     corpus, vocab, train_ds, val_ds = prepare(config, replicas=strategy.num_replicas_in_sync)
-    steps_per_execution = _steps_per_execution(config, train_ds)
-    state = None
+    state = backup.read_state(backup_dir) if resuming else None
+    steps_per_execution = _steps_per_execution(config, train_ds, state)
     if resuming:
         saved = Vocabulary.load(os.path.join(run_dir, artifacts.VOCAB_FILE))
         if saved.get_vocabulary() != vocab.get_vocabulary():
             raise errors.ConfigError(
                 f"{run_dir} holds an unfinished run on another vocabulary; delete it or use another --out")
-        state = backup.read_state(backup_dir)
         print_fn(f"Resuming the unfinished run in {model_dir}")
     elif writer:
         for stale in (artifacts.BACKUP_DIR, artifacts.RUN_DIR):

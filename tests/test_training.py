@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_textgen as ktg
-from keras_textgen import artifacts, errors, training
+from keras_textgen import artifacts, backup, errors, training
 from conftest import LINES, train_tiny_model_dir
 
 
@@ -52,3 +52,34 @@ def test_steps_per_execution_that_does_not_divide_one_pass_fails_before_writing(
                                                  rf"\({passes}\), got 7"):
         training.train(config, tmp_path / "model", print_fn=lambda *_: None, verbose=0)
     assert not os.path.exists(tmp_path / "model")
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_run_resumed_between_two_calls_still_runs_whole_calls(tmp_path):
+    """A backup taken one step at a time (step 10 of 12) resumes with a count that divides 10 and 12."""
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(LINES * 4) + "\n")
+    settings = dict(corpus=str(corpus), batch_size=8, epochs=2, steps_per_epoch=12, units=8, seed=0, backup_every=5,
+                    sample_prompts=("a",), sample_length=2)
+
+    def stop_at_the_first_sample(line):
+        if line.startswith("[sample"):
+            raise _Stop  # after epoch 1's last step; its end-of-epoch backup waits for epoch 2 to begin
+
+    with pytest.raises(_Stop):
+        training.train(training.TrainConfig(**settings, steps_per_execution=1), tmp_path / "resumed",
+                       print_fn=stop_at_the_first_sample, verbose=0)
+    state = backup.read_state(tmp_path / "resumed" / artifacts.BACKUP_DIR)
+    assert (state["epoch"], state["step"]) == (0, 10)
+    training.train(training.TrainConfig(**settings), tmp_path / "resumed", print_fn=lambda *_: None, verbose=0)
+    training.train(training.TrainConfig(**settings, steps_per_execution=1), tmp_path / "reference",
+                   print_fn=lambda *_: None, verbose=0)
+    resumed, _, config = ktg.load_model_dir(tmp_path / "resumed")
+    reference = ktg.load_model_dir(tmp_path / "reference")[0]
+    assert config["steps_per_execution_in_force"] == 2  # 6 would run 12 steps from step 10: 4 too many
+    assert int(resumed.optimizer.iterations) == int(reference.optimizer.iterations) == 24
+    for got, want in zip(resumed.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
