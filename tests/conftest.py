@@ -64,12 +64,18 @@ def tiny_model(vocab):
     return model
 
 
+def write_lines_corpus(folder):
+    """Writes `folder/lines.txt`, LINES four times, one per line, and returns its path."""
+    corpus = folder / "lines.txt"
+    corpus.write_text("\n".join(LINES * 4) + "\n", encoding="utf-8")
+    return corpus
+
+
 def train_tiny_model_dir(folder, **config):
     """Trains a tiny model on LINES with `keras_textgen.train` and returns its model directory."""
     from keras_textgen import training
 
-    corpus = folder / "lines.txt"
-    corpus.write_text("\n".join(LINES * 4) + "\n")
+    corpus = write_lines_corpus(folder)
     settings = dict(corpus=str(corpus), batch_size=8, epochs=1, steps_per_epoch=6, seed=0)
     settings.update(config)
     training.train(training.TrainConfig(**settings), folder / "model", print_fn=lambda *_: None, verbose=0)

@@ -22,7 +22,7 @@ import pytest
 import keras_textgen as ktg
 from keras_textgen import artifacts, backup, errors, export, training
 from keras_textgen.lite import LiteGenerator
-from conftest import LINES
+from conftest import write_lines_corpus
 
 SEED = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))
 RNG = random.Random(SEED)
@@ -74,9 +74,7 @@ def state_of(model_dir):
 
 @pytest.fixture(scope="module")
 def corpus_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "lines.txt"
-    path.write_text("\n".join(LINES * 4) + "\n", encoding="utf-8")
-    return path
+    return write_lines_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def assert_no_half_written_files(model_dir):

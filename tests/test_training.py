@@ -8,7 +8,7 @@ import pytest
 
 import keras_textgen as ktg
 from keras_textgen import artifacts, backup, errors, training
-from conftest import LINES, train_tiny_model_dir
+from conftest import train_tiny_model_dir, write_lines_corpus
 
 
 @pytest.mark.parametrize("epoch_steps, validation_steps, expected", [
@@ -43,8 +43,7 @@ def test_several_steps_per_execution_train_exactly_as_one_at_a_time(tmp_path):
 
 
 def test_steps_per_execution_that_does_not_divide_one_pass_fails_before_writing(tmp_path):
-    corpus = tmp_path / "lines.txt"
-    corpus.write_text("\n".join(LINES * 4) + "\n")
+    corpus = write_lines_corpus(tmp_path)
     config = training.TrainConfig(corpus=str(corpus), batch_size=8, epochs=1, units=8, seed=0, steps_per_execution=7)
     passes = sum(1 for _ in training.prepare(config)[2])
     assert passes % 7, "the fixture must give a pass that 7 does not divide"
@@ -60,8 +59,7 @@ class _Stop(Exception):
 
 def test_a_run_resumed_between_two_calls_still_runs_whole_calls(tmp_path):
     """A backup taken one step at a time (step 10 of 12) resumes with a count that divides 10 and 12."""
-    corpus = tmp_path / "lines.txt"
-    corpus.write_text("\n".join(LINES * 4) + "\n")
+    corpus = write_lines_corpus(tmp_path)
     settings = dict(corpus=str(corpus), batch_size=8, epochs=2, steps_per_epoch=12, units=8, seed=0, backup_every=5,
                     sample_prompts=("a",), sample_length=2)
 
