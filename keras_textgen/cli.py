@@ -136,7 +136,8 @@ def build_parser():
                         "for recurrent training there), else TensorFlow's default; 0 = TensorFlow's default")
     p.add_argument("--steps-per-execution", type=_positive_int, metavar="N",
                    help="training steps per tf.function call (Keras's steps_per_execution); it must divide the "
-                        "epoch's steps and --validation-steps; unset = the largest such count up to 8")
+                        "epoch's steps and --validation-steps; unset = the largest such count up to 8 (1 under a "
+                        "--strategy; more than 1 with several replicas is refused: Keras 3 fails there)")
     p.add_argument("--force", action="store_true", help="replace a finished model in MODEL_DIR")
 
     p = sub.add_parser("generate", help="generate text from a trained model",

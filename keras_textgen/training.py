@@ -62,7 +62,7 @@ class TrainConfig:
     force: bool = False
     deterministic: bool = False
     intra_op_threads: object = threads.AUTO  # or an int >= 0; see keras_textgen.threads
-    steps_per_execution: int = None  # None: `steps_per_execution_for` the epoch (and validation_steps)
+    steps_per_execution: int = None  # None: automatic (`steps_per_execution_for`); 1 under a strategy
 
     def validate(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "seq_len": self.seq_len,
@@ -239,13 +239,27 @@ def default_callbacks(model_dir, vocab, config, print_fn=print, writer=True):
     ]
 
 
+def check_replicas(config, replicas):
+    """Refuses several steps per call with several replicas: Keras 3's multi-step loop fails there.
+
+    Keras runs each step of a multi-step call inside a `tf.cond`, and the
+    optimizer's cross-replica `merge_call` in it fails ("You must feed a
+    value for placeholder tensor", keras-team/keras#19246; seen with Keras
+    3.15 and `MirroredStrategy` over 2 devices). With one replica it runs.
+    """
+    if (config.steps_per_execution or 1) > 1 and replicas > 1:
+        raise errors.ConfigError(
+            f"steps_per_execution={config.steps_per_execution} does not run with {replicas} replicas "
+            f"(Keras 3's multi-step loop under a distribution strategy, keras-team/keras#19246); leave it unset")
+
+
 def _steps_per_execution(config, train_ds, state):
     """The run's `steps_per_execution`: the configured one, checked, or the automatic one.
 
     Both divide the step of the epoch a resumed run starts at (a backup of
     a run with another count, or of an older version, may sit between two
-    calls of this one). Automatic under a distribution strategy is 1: its
-    multi-step loop is not tested here.
+    calls of this one). Automatic under a distribution strategy is 1: with
+    several replicas Keras's multi-step loop fails (`check_replicas`).
     """
     epoch_steps = config.steps_per_epoch or int(train_ds.cardinality())  # a known count without steps_per_epoch
     resume_step = state["step"] if state else None
@@ -322,6 +336,7 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
     # First of all, before any TensorFlow op runs: the thread pools, then a multi-worker strategy's collectives.
     threads.configure_threads(config.intra_op_threads)
     strategy = get_strategy(config.strategy)
+    check_replicas(config, strategy.num_replicas_in_sync)
     writer = bool(getattr(strategy.extended, "should_checkpoint", True))
     run_dir = artifacts.path(model_dir, artifacts.RUN_DIR)
     backup_dir = artifacts.path(model_dir, artifacts.BACKUP_DIR)
