@@ -90,23 +90,22 @@ def run(settings, log=print):
 
     text, _, chunk_vocab = corpora.shakespeare_chunks(s.data)
     text = corpora.first_chars(text, sum(len(x) + 1 for x in lines))  # the same amount of text as the lines
-    for cache in (False, True):
-        row = {"corpus": "shakespeare", **package_pass_rate([text], chunk_vocab, "chunks", 64, cache, s.repeats,
-                                                             s.seed)}
-        row["ratio_vs_baseline"] = ratio(row["real_chars_per_s"], base["real_chars_per_s"])
-        rows.append(row)
-        log(f"  package shakespeare chunks cache={cache}: {row['real_chars_per_s']:,.0f} chars/s")
+
+    def chunk_rows(corpus, text, vocab, base):
+        """The package's chunks-mode rows (cold, cached) for one text, against `base`, the same text's lines."""
+        for cache in (False, True):
+            row = {"corpus": corpus, **package_pass_rate([text], vocab, "chunks", 64, cache, s.repeats, s.seed)}
+            row["ratio_vs_baseline"] = ratio(row["real_chars_per_s"], base["real_chars_per_s"])
+            rows.append(row)
+            log(f"  package {corpus} chunks cache={cache}: {row['real_chars_per_s']:,.0f} chars/s")
+
+    chunk_rows("shakespeare", text, chunk_vocab, base)
 
     doc_text, doc_lines, doc_vocab = corpora.python_docs(s.python_docs_chars)
     doc_base = baseline_rate(doc_lines, s.pipeline_baseline_batches, s.repeats, s.seed)
     rows.append({"corpus": "python-docs", **doc_base})
     log(f"  baseline python-docs lines: {doc_base['real_chars_per_s']:,.0f} chars/s")
-    for cache in (False, True):
-        row = {"corpus": "python-docs", **package_pass_rate([doc_text], doc_vocab, "chunks", 64, cache, s.repeats,
-                                                             s.seed)}
-        row["ratio_vs_baseline"] = ratio(row["real_chars_per_s"], doc_base["real_chars_per_s"])
-        rows.append(row)
-        log(f"  package python-docs chunks cache={cache}: {row['real_chars_per_s']:,.0f} chars/s")
+    chunk_rows("python-docs", doc_text, doc_vocab, doc_base)
 
     def lines_row(batch_size, cache):
         return next(r for r in rows if r["impl"] == "package" and r["mode"] == "lines"
