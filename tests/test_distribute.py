@@ -93,32 +93,40 @@ def test_mirrored_over_two_logical_cpus_matches_one_device(corpus, tmp_path):
     assert int(ktg.load_model_dir(tmp_path / "mirrored")[0].optimizer.iterations) == EPOCHS * STEPS
 
 
-REFUSED = textwrap.dedent("""
-    import os, sys
+ON_DEVICES = textwrap.dedent("""
+    import json, os, sys
     import tensorflow as tf
 
+    corpus, out, devices, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
     from keras_textgen import cli
 
-    corpus, out, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     code = cli.main(["train", "--corpus", corpus, "--out", out, "--strategy", "mirrored", *args])
-    print("exit", code, "wrote", os.path.exists(out))
+    print(json.dumps({"exit": code, "wrote": os.path.exists(out)}))
 """)
 
 
-def test_several_steps_per_call_with_two_replicas_is_refused_before_writing(corpus, tmp_path):
+@pytest.mark.parametrize("devices", [1, 2])
+def test_several_steps_per_call_run_with_one_replica_and_are_refused_with_two(corpus, tmp_path, devices):
     # Keras 3's multi-step loop fails under MirroredStrategy with 2 replicas (keras-team/keras#19246):
-    # without the check this run dies with an InvalidArgumentError traceback after writing its config.
+    # without the check that run dies with an InvalidArgumentError traceback after writing its config.
     args = list(COMMON) + ["--batch-size", str(PER_REPLICA), "--steps-per-execution", "2"]
     args[args.index("--validation-steps") + 1] = "2"  # a count that 2 divides, so only the replicas refuse it
-    result = subprocess.run([sys.executable, "-c", REFUSED, str(corpus), str(tmp_path / "out"), *args],
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-c", ON_DEVICES, str(corpus), str(out), str(devices), *args],
                             capture_output=True, text=True, timeout=600, env=env())
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "exit 2 wrote False"
     errors = [line for line in result.stderr.splitlines() if line.startswith("keras-textgen")]
-    assert errors == ["keras-textgen train: error: steps_per_execution=2 does not run with 2 replicas (Keras 3's "
-                      "multi-step loop under a distribution strategy, keras-team/keras#19246); leave it unset"]
+    if devices == 1:
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == {"exit": 0, "wrote": True}, errors
+        config = json.load(open(out / artifacts.CONFIG_FILE))
+        assert (config["replicas"], config["steps_per_execution_in_force"]) == (1, 2)
+        assert int(ktg.load_model_dir(out)[0].optimizer.iterations) == EPOCHS * STEPS
+    else:
+        assert json.loads(result.stdout.strip().splitlines()[-1]) == {"exit": 2, "wrote": False}
+        assert errors == ["keras-textgen train: error: steps_per_execution=2 does not run with 2 replicas (Keras "
+                          "3's multi-step loop under a distribution strategy, keras-team/keras#19246); leave it unset"]
 
 
 def free_ports(n):
