@@ -250,7 +250,7 @@ def check_replicas(config, replicas):
     if (config.steps_per_execution or 1) > 1 and replicas > 1:
         raise errors.ConfigError(
             f"steps_per_execution={config.steps_per_execution} does not run with {replicas} replicas "
-            f"(Keras 3's multi-step loop under a distribution strategy, keras-team/keras#19246); leave it unset")
+            "(Keras 3's multi-step loop under a distribution strategy, keras-team/keras#19246); leave it unset")
 
 
 def _steps_per_execution(config, train_ds, state):
