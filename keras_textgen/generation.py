@@ -27,6 +27,15 @@ MAX_GENERATE_TOKENS = 100_000
 # one prompt ~30% and 64 prompts ~15% faster than 1 on the 2-core CPU here
 # (medians, 2026-11-29) for ~1 s more tracing; 8 added less and cost 3.5 s.
 DECODE_UNROLL = 4
+# Batches of at least DECODE_SHARD_MIN_ROWS prompts run as DECODE_SHARDS
+# independent loops over slices of the rows (graph mode, not XLA), which the
+# executor runs side by side, one per core: with 64 prompts the 2-core CPU
+# here made 265-274k chars/s against 221-231k for one loop (32 prompts: 238k
+# against 198-202k), 4 shards 244-248k. Below 16 rows it was slower (8 rows:
+# 140-144k against 148-156k), and XLA runs one loop at a time (214k against
+# 254-257k), so both keep one loop. 2026-11-30.
+DECODE_SHARDS = 2
+DECODE_SHARD_MIN_ROWS = 16
 
 
 class _KerasParts:
@@ -360,7 +369,8 @@ class TextGenerator(tf.Module):
         primed = tf.concat([eos, ids], axis=1)
         return primed.to_tensor(vocab_lib.PAD_ID), tf.cast(primed.row_lengths(), tf.int32)
 
-    def continue_ids(self, ids, lengths, max_length, temperature, top_k, top_p, seed, unroll=DECODE_UNROLL):
+    def continue_ids(self, ids, lengths, max_length, temperature, top_k, top_p, seed, unroll=DECODE_UNROLL,
+                     shards=DECODE_SHARDS):
         """The numeric part of `generate`: prime on prompt ids, then the generation loop.
 
         Only dense tensors and no string ops, so XLA can compile it
@@ -376,41 +386,67 @@ class TextGenerator(tf.Module):
                 per-iteration cost in the TensorFlow executor over several
                 tokens; XLA has no such cost, so its path uses 1, which
                 compiles faster.
+            shards: a batch of `DECODE_SHARD_MIN_ROWS` rows or more runs as
+                this many independent loops over slices of its rows, which
+                the executor runs side by side on the cores (the same tokens
+                for any value). XLA runs one loop at a time, so its path
+                uses 1.
 
         Returns:
             `(tokens, steps)`: int32 `[batch, max_length]` (pad after each
             row's end) and the number of positions the loop ran.
         """
-        def greedy(logits, i):
-            return tf.argmax(logits, axis=-1, output_type=tf.int32)
+        batch = tf.shape(ids)[0]
 
-        def sample(logits, i):
-            return sampling.gumbel_argmax(sampling.scale(logits, temperature), _step_seed(seed, i))
+        def picks(start, shards):
+            # Sampled rows draw the noise of their rows of the whole batch.
+            rows = None if shards == 1 else (start, batch)
 
-        def sample_filtered(logits, i):
-            return sampling.sample_next(logits, temperature, top_k, top_p, seed=_step_seed(seed, i))
+            def greedy(logits, i):
+                return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+            def sample(logits, i):
+                return sampling.gumbel_argmax(sampling.scale(logits, temperature), _step_seed(seed, i), rows)
+
+            def sample_filtered(logits, i):
+                return sampling.sample_next(logits, temperature, top_k, top_p, seed=_step_seed(seed, i), rows=rows)
+
+            return greedy, sample, sample_filtered
 
         filtered = tf.logical_or(top_k > 0, top_p < 1.0)
 
-        def run(per_gate):
+        def run(per_gate, shards):
             # The weights are laid out once per call, for the prompt and the loop alike.
             decoder = self._decoder(per_gate)
-            logits, states = self.prime(ids, lengths, unroll=unroll, decoder=decoder)
+            if shards == 1:  # no slicing: XLA needs the static shapes
+                parts = [(0, *self.prime(ids, lengths, unroll=unroll, decoder=decoder))]
+            else:
+                parts = []
+                for start, end in _shard_bounds(batch, shards):
+                    part_lengths = lengths[start:end]
+                    # Each shard primes only as far as its own longest prompt (an empty shard: not at all).
+                    width = tf.reduce_max(tf.concat([[0], part_lengths], 0))
+                    primed = self.prime(ids[start:end, :width], part_lengths, unroll=unroll, decoder=decoder)
+                    parts.append((start, *primed))
 
-            def decode(pick):
-                return self._decode(logits, states, max_length, pick, decoder, unroll=unroll)
+            def decode(strategy):
+                outs = [self._decode(logits, states, max_length, picks(start, shards)[strategy], decoder, unroll=unroll)
+                        for start, logits, states in parts]
+                if len(outs) == 1:
+                    return outs[0]
+                return tf.concat([o[0] for o in outs], 0), tf.reduce_max(tf.stack([o[1] for o in outs]))
 
             # The strategy is chosen once, outside the loop: each loop body
             # holds only the ops of its own strategy and layout.
             return tf.cond(
                 temperature > 0.0,
-                lambda: tf.cond(filtered, lambda: decode(sample_filtered), lambda: decode(sample)),
-                lambda: decode(greedy))
+                lambda: tf.cond(filtered, lambda: decode(2), lambda: decode(1)),
+                lambda: decode(0))
 
         if not self._one_hot_lstm:  # the gate layout only concerns a one-hot first LSTM
-            return run(False)
+            return run(False, shards)
         # The gate layout (see `_decoder`) is chosen once, from the batch size.
-        return tf.cond(tf.shape(ids)[0] > 1, lambda: run(True), lambda: run(False))
+        return tf.cond(batch > 1, lambda: run(True, shards), lambda: run(False, 1))
 
     def score(self, texts):
         """Log-likelihood (nats) and bits per token of each text under the model.
@@ -450,6 +486,18 @@ def _step_of(decoder):
     return step
 
 
+def _shard_bounds(batch, shards):
+    """`shards` row ranges `(start, end)` that split a batch of `batch` rows.
+
+    Near-equal slices from `DECODE_SHARD_MIN_ROWS` rows up; below that, the
+    first shard holds every row and the others are empty (their loops run
+    no steps).
+    """
+    split = batch >= DECODE_SHARD_MIN_ROWS
+    bounds = [tf.where(split, batch * k // shards, tf.minimum(k, 1) * batch) for k in range(shards + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def _step_seed(seed, i):
     """The `[2]` seed of token `i`: one independent stateless stream per position."""
     return tf.stack([seed, tf.cast(i, tf.int64)])
@@ -481,7 +529,7 @@ def get_generator(model, vocab):
         # autograph=False: the code uses tf.cond / tf.while_loop itself, and
         # AutoGraph's source conversion was 3/4 of the tracing time (6.1 s -> 1.5 s).
         gen.generate_fn = tf.function(gen.generate, input_signature=_GENERATE_SIGNATURE, autograph=False)
-        continue_xla = tf.function(functools.partial(gen.continue_ids, unroll=1), jit_compile=True,
+        continue_xla = tf.function(functools.partial(gen.continue_ids, unroll=1, shards=1), jit_compile=True,
                                    autograph=False)
         gen.generate_fn_xla = tf.function(lambda *args: gen.generate(*args, continue_fn=continue_xla),
                                           input_signature=_GENERATE_SIGNATURE, autograph=False)

@@ -30,7 +30,7 @@ def scale(logits, temperature):
     return logits / tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
 
 
-def gumbel_argmax(logits, seed):
+def gumbel_argmax(logits, seed, rows=None):
     """One id per row of `[batch, V]` logits, drawn from `softmax(logits)`.
 
     Gumbel-max: `argmax(logits + g)` with `g = -log(-log(u))` is an exact
@@ -41,8 +41,18 @@ def gumbel_argmax(logits, seed):
     Args:
         logits: float32 `[batch, V]`.
         seed: int `[2]`; the same seed gives the same ids.
+        rows: optional int `(start, total)`: `logits` are rows `start` to
+            `start + batch` of a batch of `total` rows, and they draw what
+            those rows draw in the whole batch, so a batch split into
+            shards samples the same ids as the whole.
     """
-    u = tf.random.stateless_uniform(tf.shape(logits), seed=seed, minval=_TINY, maxval=1.0, alg="philox")
+    shape = tf.shape(logits)
+    if rows is None:
+        u = tf.random.stateless_uniform(shape, seed=seed, minval=_TINY, maxval=1.0, alg="philox")
+    else:
+        start, total = rows
+        u = tf.random.stateless_uniform([total, shape[1]], seed=seed, minval=_TINY, maxval=1.0, alg="philox")
+        u = u[start:start + shape[0]]
     return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
 
 
@@ -81,7 +91,7 @@ def filter_logits(logits, temperature, top_k, top_p):
     return tf.cond(tf.cast(top_p, tf.float32) < 1.0, apply_top_p, lambda: logits)
 
 
-def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, seed=(0, 0)):
+def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, seed=(0, 0), rows=None):
     """Picks one token id per row of `[batch, V]` logits.
 
     Args:
@@ -92,13 +102,15 @@ def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, seed=(0, 0)):
         top_p: sample only from the smallest set of tokens whose probability
             reaches p (1.0 = off).
         seed: int `[2]` seed of the draw (see `gumbel_argmax`).
+        rows: optional `(start, total)` when `logits` are a shard of a
+            larger batch (see `gumbel_argmax`).
 
     Returns:
         int32 `[batch]` token ids, never the pad or OOV id.
     """
     filtered = filter_logits(logits, temperature, top_k, top_p)
     greedy = tf.argmax(filtered, axis=-1, output_type=tf.int32)
-    sampled = gumbel_argmax(filtered, seed)
+    sampled = gumbel_argmax(filtered, seed, rows)
     return tf.where(tf.cast(temperature, tf.float32) > 0.0, sampled, greedy)
 
 

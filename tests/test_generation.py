@@ -205,6 +205,35 @@ def test_unrolled_loop_gives_the_tokens_of_one_step_per_iteration(vocab, tiny_mo
         assert max_length == 1 or 0 < ended.sum() < 4  # the sampled rows stop at different points
 
 
+@pytest.mark.parametrize("batch", [5, 17])
+def test_loops_over_shards_of_the_rows_give_the_tokens_of_one_loop(vocab, tiny_model, batch):
+    """A batch run as several loops over slices of its rows gives the same tokens and steps as one loop.
+
+    17 rows split unevenly (and 3 shards leave remainders); 5 rows are
+    below `DECODE_SHARD_MIN_ROWS`, so one shard holds them all and the
+    others are empty. Sampled rows must draw the noise of their own rows of
+    the whole batch, and the prompts of different lengths end at different
+    points.
+    """
+    gen = get_generator(tiny_model, vocab)
+    rng = np.random.default_rng(batch)
+    prompts = ["".join(rng.choice(list("the cat"), rng.integers(0, 9))) for _ in range(batch)]
+    args = gen.primer_ids(gen.encode(tf.constant(prompts)))
+    runs = {shards: tf.function(lambda *a, shards=shards: gen.continue_ids(*a, shards=shards), autograph=False)
+            for shards in (1, 2, 3)}
+    for temperature, top_k, top_p in [(0.0, 0, 1.0), (2.0, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.7)]:
+        sampling_args = (tf.constant(40), tf.constant(temperature), tf.constant(top_k), tf.constant(top_p),
+                         tf.constant(3, tf.int64))
+        want, want_steps = runs[1](*args, *sampling_args)
+        assert want.shape == (batch, 40)
+        for shards in (2, 3):
+            got, steps = runs[shards](*args, *sampling_args)
+            np.testing.assert_array_equal(got, want, err_msg=f"{shards} shards, temperature {temperature}")
+            assert int(steps) == int(want_steps)
+    ended = (want.numpy() == EOS_ID).any(axis=1)
+    assert 0 < ended.sum() < batch  # rows stop at different points
+
+
 def test_sampling_never_picks_pad_or_oov():
     logits = tf.constant([[50.0, 50.0, 0.0, 1.0, 2.0]] * 64)
     for temperature, top_k, top_p in [(0.0, 0, 1.0), (1.0, 0, 1.0), (5.0, 0, 1.0), (1.0, 2, 1.0), (1.0, 0, 0.5)]:
