@@ -62,7 +62,9 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
         keras.layers.Masking(mask_value=0.0, name="masking"),
     ]
     for i in range(layers):
-        stack.append(CELLS[cell](units, return_sequences=True, name=f"{cell}_{i}"))
+        # The first LSTM of a one-hot model reads its input projection as kernel rows.
+        options = {"one_hot_inputs": True} if cell == "lstm" and i == 0 and embedding_dim is None else {}
+        stack.append(CELLS[cell](units, return_sequences=True, name=f"{cell}_{i}", **options))
         if dropout:
             stack.append(keras.layers.Dropout(dropout, name=f"dropout_{i}"))
     stack.append(keras.layers.Dense(vocab_size, name="logits"))

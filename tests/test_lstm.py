@@ -33,19 +33,25 @@ def masked_inputs():
     return x
 
 
+def outputs_and_gradients(layers, x, mask):
+    """Each layer's `(outputs, weight gradients)` for the same random weighting of its `[3, 7, 6]` outputs."""
+    seeds = np.random.default_rng(2).normal(size=(3, 7, 6)).astype("float32")
+    results = []
+    for layer in layers:
+        with tf.GradientTape() as tape:
+            y = layer(x, mask=mask, training=True)
+            loss = tf.reduce_sum(y * seeds)
+        grads = tape.gradient(loss, layer.trainable_weights)
+        results.append((y.numpy(), [tf.convert_to_tensor(g).numpy() for g in grads]))
+    return results
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"use_bias": False}, {"activation": "relu", "recurrent_activation": "hard_sigmoid"}])
 def test_same_outputs_and_gradients_as_keras_lstm_with_masking(kwargs):
     ours, theirs = pair(**kwargs)
     x = masked_inputs()
     mask = tf.reduce_any(x != 0.0, axis=-1)
-    seeds = np.random.default_rng(2).normal(size=(3, 7, 6)).astype("float32")
-    results = []
-    for layer in (ours, theirs):
-        with tf.GradientTape() as tape:
-            y = layer(x, mask=mask, training=True)
-            loss = tf.reduce_sum(y * seeds)
-        results.append((y.numpy(), [g.numpy() for g in tape.gradient(loss, layer.trainable_weights)]))
-    (y_ours, g_ours), (y_theirs, g_theirs) = results
+    (y_ours, g_ours), (y_theirs, g_theirs) = outputs_and_gradients((ours, theirs), x, mask)
     np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-5, atol=1e-5)
     assert np.abs(y_ours[2, 0]).sum() > 0  # a real step, not an all-masked trivial case
     for a, b in zip(g_ours, g_theirs):
@@ -110,6 +116,7 @@ def test_build_model_uses_it_and_models_with_keras_lstm_still_generate(vocab, ti
     for layer in config["layers"]:
         if layer["class_name"] == "PerGateLSTM":
             layer.update(class_name="LSTM", module="keras.layers", registered_name=None)
+            layer["config"].pop("one_hot_inputs")
     old = keras.Sequential.from_config(config, custom_objects={"TokenEncoding": ktg.TokenEncoding})
     old.set_weights(tiny_model.get_weights())
     assert type(old.get_layer("lstm_0")) is keras.layers.LSTM
@@ -125,3 +132,40 @@ def test_use_cudnn_true_without_a_gpu_fails_as_in_keras():
     for cls in (PerGateLSTM, keras.layers.LSTM):
         with pytest.raises(ValueError, match="use_cudnn=True"):
             cls(4, use_cudnn=True)(masked_inputs())
+
+
+def one_hot_inputs():
+    """3 rows of 7 one-hot steps over 5 columns, with all-zero rows (padding) in two rows."""
+    ids = np.random.default_rng(3).integers(0, 5, size=(3, 7))
+    x = np.eye(5, dtype="float32")[ids]
+    x[0, 4:] = 0.0
+    x[2, 1:] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["masked zero rows", "unmasked zero rows"])
+@pytest.mark.parametrize("kwargs", [{}, {"use_bias": False}, {"go_backwards": True}])
+def test_one_hot_inputs_read_kernel_rows_with_keras_outputs_and_weight_gradients(masked, kwargs):
+    """`one_hot_inputs=True` gives Keras's LSTM on one-hot rows, and all-zero rows read zeros even unmasked."""
+    ours, theirs = pair(**kwargs)
+    ours.one_hot_inputs = True
+    x = one_hot_inputs()
+    mask = tf.reduce_any(x != 0.0, axis=-1) if masked else None
+    (y_ours, g_ours), (y_theirs, g_theirs) = outputs_and_gradients((ours, theirs), x, mask)
+    np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-5, atol=1e-5)
+    assert np.abs(g_ours[0]).sum() > 0  # the kernel gets its gradient through the row reads
+    for a, b in zip(g_ours, g_theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_build_model_reads_one_hot_rows_in_the_first_lstm_only_and_saves_the_option(vocab, tmp_path):
+    model = ktg.build_model(vocab, units=8, layers=2)
+    assert [layer.one_hot_inputs for layer in model.layers if isinstance(layer, PerGateLSTM)] == [True, False]
+    embedded = ktg.build_model(vocab, units=8, layers=1, embedding_dim=4)
+    assert not [layer for layer in embedded.layers if isinstance(layer, PerGateLSTM)][0].one_hot_inputs
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("lstm_0").one_hot_inputs
+    ids = np.array([[1, 5, 6, 0, 0], [7, 8, 9, 5, 2]])
+    np.testing.assert_allclose(loaded(ids), model(ids), rtol=1e-6, atol=1e-6)
