@@ -150,7 +150,7 @@ def build_parser():
     p.add_argument("--top-p", type=_number, default=1.0, help="1 = off")
     p.add_argument("--seed", type=int, help="the same seed prints the same text")
     p.add_argument("--jit-compile", action="store_true",
-                   help="compile the generation loop with XLA: faster for many prompts or long texts; "
+                   help="compile the generation loop with XLA: faster for one prompt, not for 16 or more; "
                         "a seed then samples other text than without it")
     p.add_argument("--json", action="store_true", help="print a JSON list of continuations")
 

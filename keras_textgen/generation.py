@@ -553,7 +553,8 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
         sampler: optionally a `keras_textgen.samplers` object, which sets
             `temperature`, `top_k` and `top_p` instead.
         jit_compile: compile the generation loop with XLA: 1.6-2x faster for
-            one prompt on a 2-core CPU (less for large batches), after a
+            one prompt on a 2-core CPU (for 16 prompts or more, no faster
+            than the default graph's two loops side by side), after a
             compilation of a few seconds for each new batch size and
             `max_length`. Greedy text is the same as without it
             (unless float rounding decides a near-tie). Sampling draws from
