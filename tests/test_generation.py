@@ -215,23 +215,35 @@ def test_loops_over_shards_of_the_rows_give_the_tokens_of_one_loop(vocab, tiny_m
     the whole batch, and the prompts of different lengths end at different
     points.
     """
-    gen = get_generator(tiny_model, vocab)
+    _check_shards(get_generator(tiny_model, vocab), batch, (2, 3),
+                  [(0.0, 0, 1.0), (2.0, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.7)])
+
+
+def test_loops_over_shards_give_the_tokens_of_one_loop_for_an_embedding_gru(vocab):
+    """The shards also run the generic cell path (no one-hot LSTM layout)."""
+    keras.utils.set_random_seed(1)
+    model = ktg.build_model(vocab, units=12, layers=1, cell="gru", embedding_dim=6)
+    model.layers[-1].bias.assign(np.linspace(-1, 1, vocab.size))
+    _check_shards(get_generator(model, vocab), 17, (2,), [(0.0, 0, 1.0), (2.0, 0, 1.0)])
+
+
+def _check_shards(gen, batch, shard_counts, strategies):
     rng = np.random.default_rng(batch)
     prompts = ["".join(rng.choice(list("the cat"), rng.integers(0, 9))) for _ in range(batch)]
     args = gen.primer_ids(gen.encode(tf.constant(prompts)))
     runs = {shards: tf.function(lambda *a, shards=shards: gen.continue_ids(*a, shards=shards), autograph=False)
-            for shards in (1, 2, 3)}
-    for temperature, top_k, top_p in [(0.0, 0, 1.0), (2.0, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.7)]:
+            for shards in (1, *shard_counts)}
+    for temperature, top_k, top_p in strategies:
         sampling_args = (tf.constant(40), tf.constant(temperature), tf.constant(top_k), tf.constant(top_p),
                          tf.constant(3, tf.int64))
         want, want_steps = runs[1](*args, *sampling_args)
         assert want.shape == (batch, 40)
-        for shards in (2, 3):
+        for shards in shard_counts:
             got, steps = runs[shards](*args, *sampling_args)
             np.testing.assert_array_equal(got, want, err_msg=f"{shards} shards, temperature {temperature}")
             assert int(steps) == int(want_steps)
     ended = (want.numpy() == EOS_ID).any(axis=1)
-    assert 0 < ended.sum() < batch  # rows stop at different points
+    assert 0 < ended.sum() < batch  # the last (sampled) rows stop at different points
 
 
 def test_sampling_never_picks_pad_or_oov():
