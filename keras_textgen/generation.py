@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from keras_textgen import errors
+from keras_textgen import lstm as lstm_lib
 from keras_textgen import model as model_lib
 from keras_textgen import sampling
 from keras_textgen import vocab as vocab_lib
@@ -191,7 +192,7 @@ class TextGenerator(tf.Module):
         if self._one_hot_lstm:
             cell = self._keras.recurrent[0].cell
             u = cell.units
-            table = tf.concat([tf.zeros([1, 4 * u]), cell.kernel], axis=0)
+            table = lstm_lib.one_hot_table(cell.kernel)
             if cell.use_bias:
                 table = table + cell.bias
             if per_gate:  # Keras's gate order: i, f, c, o
@@ -494,7 +495,7 @@ def _shard_bounds(batch, shards):
     no steps).
     """
     split = batch >= DECODE_SHARD_MIN_ROWS
-    bounds = [tf.where(split, batch * k // shards, tf.minimum(k, 1) * batch) for k in range(shards + 1)]
+    bounds = [tf.where(split, batch * k // shards, batch if k else 0) for k in range(shards + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
 

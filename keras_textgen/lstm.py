@@ -67,15 +67,14 @@ class PerGateLSTM(keras.layers.LSTM):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
-        # Keras's gate order: i, f, c, o.
-        kernels = ops.split(cell.kernel, 4, axis=1)
-        recurrent_kernels = ops.split(cell.recurrent_kernel, 4, axis=1)
-        biases = ops.split(cell.bias, 4, axis=0) if cell.use_bias else [None] * 4
         if self.one_hot_inputs:
-            # Ids into tables whose row 0 is zeros: 0 for an all-zero row, else 1 + the hot column.
+            # The token ids back: 0 for an all-zero row, else 1 + the hot column (see `one_hot_table`).
             sequences = tf.where(tf.reduce_any(sequences != 0, axis=-1),
                                  tf.argmax(sequences, axis=-1, output_type=tf.int32) + 1, 0)
-            kernels = [tf.concat([tf.zeros_like(k[:1]), k], axis=0) for k in kernels]
+        # Keras's gate order: i, f, c, o.
+        kernels = ops.split(one_hot_table(cell.kernel) if self.one_hot_inputs else cell.kernel, 4, axis=1)
+        recurrent_kernels = ops.split(cell.recurrent_kernel, 4, axis=1)
+        biases = ops.split(cell.bias, 4, axis=0) if cell.use_bias else [None] * 4
 
         def gate(x, h, k, r, b):
             z = (tf.gather(k, x) if self.one_hot_inputs else ops.matmul(x, k)) + ops.matmul(h, r)
@@ -94,6 +93,16 @@ class PerGateLSTM(keras.layers.LSTM):
         return _time_loop(step, sequences, list(initial_state), mask, go_backwards=self.go_backwards,
                           zero_output_for_mask=self.zero_output_for_mask,
                           return_all_outputs=self.return_sequences)
+
+
+def one_hot_table(kernel):
+    """`kernel` with a zero row on top, so that row `id` is `one_hot(id) @ kernel` for token ids.
+
+    `TokenEncoding` encodes id `k > 0` as the one-hot row with column
+    `k - 1` hot and the pad id 0 as all zeros, so reading row `id` of this
+    table gives exactly the input projection of that encoding, pad included.
+    """
+    return tf.concat([tf.zeros_like(kernel[:1]), kernel], axis=0)
 
 
 def _time_loop(step, sequences, states, mask, go_backwards, zero_output_for_mask, return_all_outputs):
