@@ -399,10 +399,8 @@ class TextGenerator(tf.Module):
         """
         batch = tf.shape(ids)[0]
 
-        def picks(start, shards):
-            # Sampled rows draw the noise of their rows of the whole batch.
-            rows = None if shards == 1 else (start, batch)
-
+        def picker(strategy, rows):
+            """The token picker of `strategy`; `rows=(start, batch)` for a shard (see `gumbel_argmax`)."""
             def greedy(logits, i):
                 return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
@@ -412,7 +410,7 @@ class TextGenerator(tf.Module):
             def sample_filtered(logits, i):
                 return sampling.sample_next(logits, temperature, top_k, top_p, seed=_step_seed(seed, i), rows=rows)
 
-            return greedy, sample, sample_filtered
+            return {"greedy": greedy, "sample": sample, "sample_filtered": sample_filtered}[strategy]
 
         filtered = tf.logical_or(top_k > 0, top_p < 1.0)
 
@@ -431,7 +429,9 @@ class TextGenerator(tf.Module):
                     parts.append((start, *primed))
 
             def decode(strategy):
-                outs = [self._decode(logits, states, max_length, picks(start, shards)[strategy], decoder, unroll=unroll)
+                # Sampled rows of a shard draw the noise of their rows of the whole batch.
+                outs = [self._decode(logits, states, max_length,
+                                     picker(strategy, None if shards == 1 else (start, batch)), decoder, unroll=unroll)
                         for start, logits, states in parts]
                 if len(outs) == 1:
                     return outs[0]
@@ -441,8 +441,8 @@ class TextGenerator(tf.Module):
             # holds only the ops of its own strategy and layout.
             return tf.cond(
                 temperature > 0.0,
-                lambda: tf.cond(filtered, lambda: decode(2), lambda: decode(1)),
-                lambda: decode(0))
+                lambda: tf.cond(filtered, lambda: decode("sample_filtered"), lambda: decode("sample")),
+                lambda: decode("greedy"))
 
         if not self._one_hot_lstm:  # the gate layout only concerns a one-hot first LSTM
             return run(False, shards)
