@@ -329,7 +329,8 @@ class TextGenerator(tf.Module):
 
         Returns:
             A dict: `text` string `[batch]` (the continuation, without the
-            prompt, cut at EOS), `tokens` int32 `[batch, max_length]` (0 after
+            prompt, cut at EOS; at word level with a leading space where
+            `prompt + text` needs one, see `vocab.continuation_after`), `tokens` int32 `[batch, max_length]` (0 after
             the end) and `lengths` int32 `[batch]`.
         """
         prompts = tf.convert_to_tensor(prompts, tf.string)
@@ -359,7 +360,7 @@ class TextGenerator(tf.Module):
             max_length = tf.identity(max_length)
         out, steps = (continue_fn or self.continue_ids)(padded, lengths, max_length, temperature, top_k, top_p,
                                                          seed)
-        text = self.decode(out[:, :steps])
+        text = vocab_lib.continuation_after(prompts, self.decode(out[:, :steps]), self.level)
         is_text = tf.logical_and(tf.not_equal(out, vocab_lib.PAD_ID), tf.not_equal(out, vocab_lib.EOS_ID))
         lengths = tf.reduce_sum(tf.cast(is_text, tf.int32), axis=1)
         return {"text": text, "tokens": out, "lengths": lengths}
@@ -564,7 +565,9 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
             (which never uses XLA, so any TensorFlow Serving can run it).
 
     Returns:
-        The continuation (str) for a single prompt, or a list of str.
+        The continuation (str) for a single prompt, or a list of str:
+        `prompt + continuation` is the text (word level adds the space
+        between them where one is needed).
 
     Example:
 

@@ -127,8 +127,15 @@ class LiteGenerator:
             if done.all():
                 break
             logits, states = self.step(tokens, states)
-        texts = [self.decode(ids) for ids in out]
+        texts = [continuation_after(p, self.decode(ids), self.level) for p, ids in zip(prompts, out)]
         return texts[0] if single else texts
+
+
+def continuation_after(prompt, text, level):
+    """`keras_textgen.vocab.continuation_after` for one prompt: at word level, a space between two words."""
+    if level != "char" and re.fullmatch(r"(?s).*\S", prompt) and re.match(r"\w", text, flags=re.ASCII):
+        return " " + text
+    return text
 
 
 def sample(logits, temperature=1.0, top_k=0, rng=None):

@@ -73,6 +73,27 @@ def decode(ids, id_to_token, level="char"):
     return tf.strings.regex_replace(text, r" ([^\w\s])", r"\1")
 
 
+# `prompt + continuation` needs a space between them when the prompt ends with a non-space and the
+# continuation starts with a word character (punctuation is glued to the word before it, as in `decode`).
+PROMPT_NEEDS_SPACE = r"(?s).*\S"
+CONTINUATION_NEEDS_SPACE = r"(?s)\w.*"
+
+
+def continuation_after(prompts, continuations, level="char"):
+    """Graph op: each continuation as it follows its prompt; at word level, with a space where one is needed.
+
+    A word-level model generates words, not the spaces between them: after
+    the prompt `"Oil"`, the words `prices rise` are `" prices rise"`, so
+    `prompt + continuation` reads `"Oil prices rise"`; after `"Oil "` or
+    before `","` no space is added. Characters are returned as they are.
+    """
+    if level == "char":
+        return continuations
+    needs = tf.logical_and(tf.strings.regex_full_match(prompts, PROMPT_NEEDS_SPACE),
+                           tf.strings.regex_full_match(continuations, CONTINUATION_NEEDS_SPACE))
+    return tf.where(needs, tf.strings.join([" ", continuations]), continuations)
+
+
 def is_unicode_text(text):
     """Whether a `str` is Unicode text that TensorFlow can hold: no lone surrogates.
 

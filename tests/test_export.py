@@ -321,6 +321,10 @@ def test_every_model_kind_exports_with_the_same_greedy_text(tmp_path, level, cel
     lite = LiteGenerator(lite_path)
     assert keras_text == sm_text == lite.generate(prompts, max_length=20, temperature=0)
     assert len(set(keras_text)) > 1 and len(set("".join(keras_text))) > 1  # not one repeated token
+    if level == "word":  # prompt + continuation reads as words with a space between them
+        for prompt, text in zip(prompts, keras_text):
+            first = text.lstrip()[:1]
+            assert text.startswith(" ") == bool(prompt and text and (first.isalnum() or first == "_")), (prompt, text)
     ids = [2] + vocab.encode(prompts[0]).numpy().tolist()
     assert lite.encode(prompts[0]) == ids[1:]  # the TFLite client tokenizes like the vocabulary
     states = lite.initial_states(1)

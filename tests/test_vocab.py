@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import keras_textgen as ktg
 from keras_textgen import errors
+from keras_textgen import vocab as vocab_lib
 from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID
 
 
@@ -141,3 +142,21 @@ def test_vocabularies_without_the_fast_path_encode_the_same_way():
     words = ktg.Vocabulary(["the", "cat"], level="word")
     assert words._codepoint_ids is None
     assert words.encode(["the dog cat"]).to_list() == [[3, 1, 4]]
+
+
+@pytest.mark.parametrize("prompt, text, joined", [
+    ("Oil", "prices rise", "Oil prices rise"),
+    ("Oil ", "prices rise", "Oil prices rise"),
+    ("Oil", ", prices", "Oil, prices"),
+    ("", "Oil prices", "Oil prices"),
+    ("Oil", "", "Oil"),
+    ("Oil\n", "prices", "Oil\nprices"),
+    ("Oil", "9 dollars", "Oil 9 dollars"),
+])
+def test_a_word_continuation_follows_its_prompt_with_a_space_between_words(prompt, text, joined):
+    from keras_textgen import lite
+
+    graph = vocab_lib.continuation_after(tf.constant([prompt]), tf.constant([text]), "word")[0].numpy().decode()
+    assert prompt + graph == joined
+    assert lite.continuation_after(prompt, text, "word") == graph  # the device client joins alike
+    assert vocab_lib.continuation_after(tf.constant([prompt]), tf.constant([text]), "char")[0].numpy().decode() == text
