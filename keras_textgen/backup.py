@@ -88,6 +88,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             default); `keras_textgen.training` keeps it until the finished
             model is on disk and removes it then.
         print_fn: called with one line when a run resumes (`None`: silent).
+        resumable: callbacks whose state travels in the backup: each has
+            `backup_state()` (a JSON-able dict merged into the backup's
+            entry) and `restore_state(entry)`, called with the entry a run
+            resumes from before any callback's `on_train_begin` but this one's.
 
     Put it first in the `callbacks` list: it ends the resumed epoch early
     through `model.stop_training`, and must clear that flag at the epoch's
@@ -100,12 +104,13 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=True,
-                 print_fn=None):
+                 print_fn=None, resumable=()):
         super().__init__(os.fspath(backup_dir), save_freq=save_freq, double_checkpoint=double_checkpoint,
                          delete_checkpoint=delete_checkpoint)
         if save_freq != "epoch" and (isinstance(save_freq, bool) or save_freq < 1):
             raise ValueError(f"save_freq must be 'epoch' or a positive integer, got {save_freq!r}")
         self.print_fn = print_fn
+        self.resumable = list(resumable)
         self.restored = None  # the state restored by the last `on_train_begin`, or None
         self._resume_step = 0  # steps of the first epoch already done before this fit
         self._epoch = 0
@@ -158,6 +163,9 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                     f"cannot read the backup in {self.backup_dir} ({type(failure).__name__}: "
                     f"{str(failure).splitlines()[0] if str(failure) else ''}); delete it to restart the run")
             self._state = self.restored
+            _set_seed_states(self.model, self.restored.get("seed_states"))
+            for callback in self.resumable:
+                callback.restore_state(self.restored)
             self.model._initial_epoch = int(self.restored["epoch"])
             self._resume_step = int(self.restored["step"])
             if self.print_fn is not None:
@@ -219,9 +227,12 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             self.model.save_weights(tmp, overwrite=True)
         entry = {"epoch": int(epoch), "step": int(step), "batch": int(step), "global_step": int(self._global),
                  "weights": name}
+        entry["seed_states"] = [[int(x) for x in v.numpy()] for v in _seed_states(self.model)]
+        for callback in self.resumable:
+            entry.update(callback.backup_state())
         previous = self._state
         if self.double_checkpoint and previous is not None and previous["weights"] != name:
-            entry["previous"] = {k: previous[k] for k in ("epoch", "step", "global_step", "weights")}
+            entry["previous"] = {k: v for k, v in previous.items() if k != "previous"}
         io_utils.atomic_write_text(os.path.join(self.backup_dir, STATE_FILE), json.dumps(entry, indent=1) + "\n")
         self._state = entry
         keep = {entry["weights"], entry.get("previous", {}).get("weights")}
@@ -229,6 +240,19 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             if _CKPT.match(other) and other not in keep:
                 os.remove(os.path.join(self.backup_dir, other))
         io_utils.remove_stale_temporaries(self.backup_dir)
+
+
+def _seed_states(model):
+    """The state variables of the model's random layers (`Dropout`), which `save_weights` leaves out."""
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def _set_seed_states(model, states):
+    """Puts back `_seed_states` from a backup, so a resumed run draws the dropout masks it would have drawn."""
+    variables = _seed_states(model)
+    if states is not None and len(states) == len(variables):
+        for variable, value in zip(variables, states):
+            variable.assign(value)
 
 
 def _is_writer(model):
@@ -287,7 +311,8 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     file in place and forgets its best value when the process restarts, so a
     resumed run could replace a better model with a worse one. This writes to
     a temporary name and renames, and keeps `{monitor, value, epoch}` in a
-    JSON file beside the model (`best.keras` -> `best.json`).
+    JSON file beside the model (`best.keras` -> `best.json`): its
+    `epoch` counts evaluations from 1, its `step` the optimizer steps.
     """
 
     def __init__(self, path, monitor="val_loss"):
@@ -320,5 +345,6 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             return
         with io_utils.atomic_path(self.path) as tmp:
             self.model.save(tmp, overwrite=True)
+        step = int(self.model.optimizer.iterations) if self.model.optimizer is not None else None
         io_utils.atomic_write_text(self.best_path, json.dumps(
-            {"monitor": self.monitor, "value": current, "epoch": epoch + 1}) + "\n")
+            {"monitor": self.monitor, "value": current, "epoch": epoch + 1, "step": step}) + "\n")

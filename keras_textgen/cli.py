@@ -59,6 +59,27 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _duration(text):
+    if text.strip().lower() in ("none", "off"):
+        return None
+    from keras_textgen import errors, stopping
+
+    try:
+        return stopping.parse_duration(text)
+    except errors.ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _threads(text):
     if text == "auto":
         return text
@@ -105,21 +126,34 @@ def build_parser():
     _add_corpus_args(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where the model, vocabulary and history go")
     p.add_argument("--level", choices=("char", "word"), default=D.level, help="characters or words (with punctuation) as tokens")
-    p.add_argument("--epochs", type=_positive_int, default=D.epochs, help="training epochs")
+    p.add_argument("--epochs", type=_positive_int, default=D.epochs,
+                   help="the most training epochs (early stopping or the time budget usually ends the run first)")
     p.add_argument("--steps-per-epoch", type=_positive_int, help="batches per epoch; unset = one pass over the data")
     p.add_argument("--validation-steps", type=_positive_int, help="validation batches; unset = all")
-    p.add_argument("--batch-size", type=_positive_int, default=D.batch_size, help="examples per batch")
+    p.add_argument("--validate-every", type=_positive_int, metavar="STEPS",
+                   help="evaluate every STEPS training steps instead of at each epoch's end (for long epochs)")
+    p.add_argument("--patience", type=_non_negative_int, default=D.patience, metavar="N",
+                   help="stop after N evaluations without a better validation loss; 0 = never")
+    p.add_argument("--time-budget", type=_duration, default=D.time_budget, metavar="DURATION",
+                   help="stop after this much training (90s, 10m, 2h; 'none' = no budget); the learning rate "
+                        "anneals to reach its floor when the budget (or the epoch bound) ends")
+    p.add_argument("--lr-schedule", choices=("cosine", "constant"), default=D.lr_schedule,
+                   help="warm-up then cosine decay over the run, or a constant learning rate")
+    p.add_argument("--batch-size", type=_positive_int, help="examples per batch (default: from the corpus size)")
     p.add_argument("--seq-len", type=_positive_int, default=D.seq_len, help="window length in chunks mode")
     p.add_argument("--max-line-length", type=_positive_int, default=D.max_line_length,
                    help="lines mode: the widest example in tokens; a longer line keeps its first N-1 (+ EOS)")
-    p.add_argument("--units", type=_positive_int, default=D.units, help="width of each recurrent layer")
-    p.add_argument("--layers", type=_positive_int, default=D.layers, help="stacked recurrent layers")
+    p.add_argument("--units", type=_positive_int, help="width of each recurrent layer (default: from the corpus size)")
+    p.add_argument("--layers", type=_positive_int, help="stacked recurrent layers (default: from the corpus size)")
     p.add_argument("--cell", choices=("lstm", "gru"), default=D.cell, help="recurrent cell")
-    p.add_argument("--embedding-dim", type=_positive_int, help="use an embedding of this width (default: one-hot)")
-    p.add_argument("--dropout", type=_number, default=D.dropout, help="dropout after each recurrent layer")
-    p.add_argument("--learning-rate", type=_number, default=D.learning_rate, help="Adam learning rate")
-    p.add_argument("--max-tokens", type=_positive_int, help="vocabulary size cap (word level)")
-    p.add_argument("--min-frequency", type=_positive_int, default=D.min_frequency, help="drop rarer tokens (word level)")
+    p.add_argument("--embedding-dim", type=_non_negative_int,
+                   help="embedding width; 0 = one-hot inputs (default: one-hot for characters, 128 for words)")
+    p.add_argument("--dropout", type=_number, help="dropout after each recurrent layer (default: from the corpus size)")
+    p.add_argument("--learning-rate", type=_number, help="peak learning rate (default: from the corpus size)")
+    p.add_argument("--weight-decay", type=_number, help="AdamW weight decay; 0 = Adam (default: from the corpus size)")
+    p.add_argument("--max-tokens", type=_positive_int, help="vocabulary size cap (default for words: 20000)")
+    p.add_argument("--min-frequency", type=_positive_int,
+                   help="drop rarer tokens (default for words: 2, or 3 from 2M words on)")
     p.add_argument("--lowercase", action="store_true")
     p.add_argument("--seed", type=int, help="seed for reproducible runs")
     p.add_argument("--backup-every", type=_positive_int, default=D.backup_every, help="BackupAndRestore every N steps")
@@ -182,19 +216,23 @@ def cmd_train(args):
     config = training.TrainConfig(
         corpus=args.corpus, level=args.level, mode=args.mode, column=args.column, data_dir=args.data_dir,
         manual_dir=args.manual_dir, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        validation_steps=args.validation_steps, batch_size=args.batch_size, seq_len=args.seq_len,
+        validation_steps=args.validation_steps, validate_every=args.validate_every, patience=args.patience,
+        time_budget=args.time_budget, lr_schedule=args.lr_schedule, batch_size=args.batch_size, seq_len=args.seq_len,
         max_line_length=args.max_line_length, sample_length=args.sample_length,
         units=args.units, layers=args.layers, cell=args.cell, embedding_dim=args.embedding_dim,
-        dropout=args.dropout, learning_rate=args.learning_rate, max_tokens=args.max_tokens,
+        dropout=args.dropout, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        max_tokens=args.max_tokens,
         min_frequency=args.min_frequency, lowercase=args.lowercase, seed=args.seed,
         backup_every=args.backup_every, sample_prompts=tuple(args.sample_prompts or ("",)),
         strategy=args.strategy, force=args.force, deterministic=args.deterministic,
         intra_op_threads=args.intra_op_threads, steps_per_execution=args.steps_per_execution)
     # Keras's live progress bar on a terminal; one line per epoch in logs and CI.
     _, _, history = training.train(config, args.out, verbose="auto" if sys.stdout.isatty() else 2)
-    if history.get("val_loss"):
-        print(f"Saved {args.out}: validation loss {history['val_loss'][-1]:.4f} nats = "
-              f"{history['val_bits_per_token'][-1]:.3f} bits per {args.level}")
+    best, ended = history.get("best"), history.get("stopped_by")
+    if best:
+        print(f"Saved {args.out}: validation loss {best['val_loss']:.4f} nats = {best['val_bits_per_token']:.3f} "
+              f"bits per {args.level}, the best of {len(history['epoch'])} evaluations (evaluation {best['epoch']}, "
+              f"step {best['step']}); the run ended by {ended}")
     return 0
 
 
@@ -244,6 +282,12 @@ def cmd_info(args):
     if config:
         print(f"trained on:  {config.get('corpus')} ({config.get('mode')} mode), "
               f"batch {config.get('batch_size')}, seed {config.get('seed')}")
+    best = history.get("best")
+    if best:
+        print(f"best:        evaluation {best['epoch']} (step {best['step']}), validation "
+              f"{best['val_bits_per_token']:.4f} bits per {vocab.level}: the weights model.keras holds")
+    if history.get("stopped_by"):
+        print(f"ended by:    {history['stopped_by']}")
     if history.get("epoch"):
         print("history:     epoch  loss(bits)  val_loss(bits)")
         for i, epoch in enumerate(history["epoch"]):

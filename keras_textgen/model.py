@@ -15,7 +15,7 @@ CELLS = {"lstm": PerGateLSTM, "gru": keras.layers.GRU}
 
 
 def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dropout=0.0,
-                learning_rate=5e-3, clipnorm=1.0, steps_per_execution=1, compile=True):
+                learning_rate=5e-3, clipnorm=1.0, steps_per_execution=1, compile=True, weight_decay=None):
     """Builds (and compiles) the `keras.Sequential` next-token model.
 
     Padding is masked end to end: `TokenEncoding` maps the pad id to the zero
@@ -32,8 +32,12 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
         embedding_dim: `None` for one-hot inputs (best for characters), or the
             width of a trainable embedding (best for words).
         dropout: dropout rate between layers (0 turns it off).
-        learning_rate: Adam's learning rate.
-        clipnorm: gradient norm clipping for Adam (`None` turns it off).
+        learning_rate: the optimizer's learning rate, a float or a
+            `keras.optimizers.schedules.LearningRateSchedule` (such as
+            `keras_textgen.schedules.WarmupCosineDecay`).
+        clipnorm: gradient norm clipping (`None` turns it off).
+        weight_decay: `None` or 0 for Adam; else AdamW with this decoupled
+            weight decay on every weight but the biases.
         steps_per_execution: training steps per `tf.function` call of
             `model.fit`, as for `keras.Model.compile` (see
             `keras_textgen.training.steps_per_execution_for`).
@@ -70,8 +74,14 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
     stack.append(keras.layers.Dense(vocab_size, name="logits"))
     model = keras.Sequential(stack, name=f"textgen_{cell}")
     if compile:
+        if weight_decay:
+            optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay,
+                                               clipnorm=clipnorm)
+            optimizer.exclude_from_weight_decay(var_names=["bias"])
+        else:
+            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm),
+            optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             steps_per_execution=steps_per_execution,

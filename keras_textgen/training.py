@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import typing
 
 import keras
 import tensorflow as tf
@@ -24,9 +25,20 @@ from keras_textgen import data as data_lib
 from keras_textgen import errors
 from keras_textgen import io_utils
 from keras_textgen import model as model_lib
+from keras_textgen import schedules
+from keras_textgen import sizing
+from keras_textgen import stopping
 from keras_textgen import threads
 from keras_textgen import vocab as vocab_lib
 from keras_textgen.vocab import Vocabulary
+
+
+DEFAULT_TIME_BUDGET = 300.0  # seconds: a first run on a laptop ends by itself within minutes (docs/training.md)
+AUTO_FIELDS = ("batch_size", "units", "layers", "embedding_dim", "dropout", "learning_rate", "weight_decay",
+               "max_tokens", "min_frequency")
+SCHEDULES = ("cosine", "constant")
+WARMUP_STEPS = 100  # at most; a tenth of a shorter run
+LR_FLOOR = 0.1  # the schedule's last learning rate, as a fraction of its peak
 
 
 @dataclasses.dataclass
@@ -39,20 +51,26 @@ class TrainConfig:
     column: str = None
     data_dir: str = None
     manual_dir: str = None
-    epochs: int = 5
+    epochs: int = 100  # an upper bound: early stopping or the time budget usually ends the run first
     steps_per_epoch: int = None
     validation_steps: int = None
-    batch_size: int = 64
+    validate_every: int = None  # steps between evaluations; None: at each epoch's end
+    patience: int = 5  # evaluations without a better validation loss before the run stops; 0: never
+    time_budget: float = DEFAULT_TIME_BUDGET  # seconds of training; None: no budget
+    lr_schedule: str = "cosine"  # or "constant"
     seq_len: int = 100
     max_line_length: int = data_lib.DEFAULT_MAX_LENGTH
-    units: int = 256
-    layers: int = 1
     cell: str = "lstm"
-    embedding_dim: int = None
-    dropout: float = 0.0
-    learning_rate: float = 5e-3
+    # None: picked from the corpus's size (keras_textgen.sizing); a given value overrides the rule.
+    batch_size: int = None
+    units: int = None
+    layers: int = None
+    embedding_dim: int = None  # 0: one-hot inputs
+    dropout: float = None
+    learning_rate: float = None
+    weight_decay: float = None  # AdamW's; 0: Adam
     max_tokens: int = None
-    min_frequency: int = 1
+    min_frequency: int = None
     lowercase: bool = False
     seed: int = None
     backup_every: int = 50
@@ -65,15 +83,25 @@ class TrainConfig:
     steps_per_execution: int = None  # None: automatic (`steps_per_execution_for`); 1 under a strategy
 
     def validate(self):
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "seq_len": self.seq_len,
-                    "units": self.units, "layers": self.layers, "backup_every": self.backup_every,
+        positive = {"epochs": self.epochs, "seq_len": self.seq_len, "backup_every": self.backup_every,
                     "max_line_length": self.max_line_length, "sample_length": self.sample_length}
-        for name in ("steps_per_epoch", "validation_steps", "embedding_dim", "max_tokens", "steps_per_execution"):
+        for name in ("steps_per_epoch", "validation_steps", "max_tokens", "steps_per_execution", "validate_every",
+                     "batch_size", "units", "layers", "min_frequency"):
             if getattr(self, name) is not None:
                 positive[name] = getattr(self, name)
         for name, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise errors.ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("patience", "embedding_dim"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 0):
+                raise errors.ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.time_budget is not None and not (_is_number(self.time_budget) and self.time_budget > 0):
+            raise errors.ConfigError(f"time_budget must be a number of seconds > 0 (or None), got {self.time_budget!r}")
+        if self.weight_decay is not None and not (_is_number(self.weight_decay) and self.weight_decay >= 0):
+            raise errors.ConfigError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        if self.lr_schedule not in SCHEDULES:
+            raise errors.ConfigError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
         broken = [p for p in self.sample_prompts if not isinstance(p, str) or not vocab_lib.is_unicode_text(p)]
         if broken:
             raise errors.ConfigError(f"sample prompt {broken[0]!r} is not Unicode text (a lone surrogate: "
@@ -85,13 +113,10 @@ class TrainConfig:
             raise errors.ConfigError(f"level must be 'char' or 'word', got {self.level!r}")
         if self.mode not in (None, "lines", "chunks"):
             raise errors.ConfigError(f"mode must be 'lines' or 'chunks', got {self.mode!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
-                and self.learning_rate > 0):
+        if self.learning_rate is not None and not (_is_number(self.learning_rate) and self.learning_rate > 0):
             raise errors.ConfigError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if not 0.0 <= self.dropout < 1.0:
+        if self.dropout is not None and not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
             raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.min_frequency < 1:
-            raise errors.ConfigError(f"min_frequency must be >= 1, got {self.min_frequency!r}")
         if self.strategy not in (None, "default") + STRATEGIES:
             raise errors.ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.deterministic and self.seed is None:
@@ -100,6 +125,40 @@ class TrainConfig:
         if self.steps_per_execution is not None:
             check_steps_per_execution(self.steps_per_execution, {"steps_per_epoch": self.steps_per_epoch,
                                                                  "validation_steps": self.validation_steps})
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def fill_from_corpus(config, tokens, vocab_size=None):
+    """`config` with each `AUTO_FIELDS` field left `None` set by `keras_textgen.sizing.choose`.
+
+    Returns:
+        `(config, choice)`: a new `TrainConfig`, and the `sizing.Choice`
+        the rule made for `tokens` training tokens (its fields are the
+        rule's, whether or not the config took them).
+    """
+    choice = sizing.choose(tokens, config.level, vocab_size)
+    picked = {name: getattr(choice, name) for name in AUTO_FIELDS if getattr(config, name) is None}
+    return dataclasses.replace(config, **picked), choice
+
+
+def describe(config, tokens):
+    """One line: the corpus size and the settings a run trains with, e.g. for the start of `train`."""
+    encoding = f"embedding {config.embedding_dim}" if config.embedding_dim else "one-hot"
+    words = ""
+    if config.level == "word":
+        words = f", words seen >= {config.min_frequency or 1}x, at most {config.max_tokens or 'all'}"
+    return (f"corpus of {tokens:,} {config.level}s -> {config.cell.upper()} {config.units}"
+            + (f" x{config.layers}" if config.layers > 1 else "")
+            + f", dropout {config.dropout:g}, "
+            + (f"AdamW wd {config.weight_decay:g}" if config.weight_decay else "Adam")
+            + f", batch {config.batch_size}, lr {config.learning_rate:g} ({config.lr_schedule}), {encoding}{words}")
 
 
 MAX_STEPS_PER_EXECUTION = 8
@@ -164,40 +223,60 @@ def steps_per_call(model, steps_per_execution):
         model.train_function = model.test_function = model.predict_function = None
 
 
+class Prepared(typing.NamedTuple):
+    """What `prepare` gives: the corpus, the vocabulary, the datasets and the config with the rule's choices."""
+
+    corpus: corpus_lib.Corpus
+    vocab: Vocabulary
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset
+    config: TrainConfig
+    tokens: int  # training tokens (characters or words)
+    pass_steps: int  # training batches in one pass over the data
+
+
 def prepare(config, replicas=1):
-    """Loads the corpus, adapts the vocabulary and builds train/validation datasets.
+    """Loads the corpus, fills the settings left to the corpus's size, adapts the vocabulary, builds datasets.
 
     Args:
-        config: the `TrainConfig`.
+        config: the `TrainConfig`; fields left `None` in `AUTO_FIELDS` are
+            picked by `keras_textgen.sizing` from the training split's size.
         replicas: replicas of the distribution strategy: batches hold
             `config.batch_size * replicas` examples (the global batch), and
             partial training batches are dropped when `replicas > 1` so every
             replica gets an equal share.
 
     Returns:
-        `(corpus, vocab, train_ds, val_ds)`.
+        A `Prepared`: `(corpus, vocab, train_ds, val_ds, config, tokens, pass_steps)`.
+        The training dataset repeats when `steps_per_epoch` or `validate_every` is set.
     """
     corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column,
                              data_dir=config.data_dir, manual_dir=config.manual_dir)
-    vocab = Vocabulary.adapt(corpus.train, level=config.level, max_tokens=config.max_tokens,
-                             min_frequency=config.min_frequency, lowercase=config.lowercase)
+    tokens = sizing.count_tokens(corpus.train, config.level, config.lowercase)
+    min_frequency, max_tokens = sizing.vocabulary_settings(tokens, config.level)
+    vocab = Vocabulary.adapt(corpus.train, level=config.level,
+                             max_tokens=config.max_tokens if config.max_tokens is not None else max_tokens,
+                             min_frequency=config.min_frequency or min_frequency or 1, lowercase=config.lowercase)
+    config, _ = fill_from_corpus(config, tokens, vocab.size)
     global_batch = config.batch_size * replicas
     common = dict(vocab=vocab, mode=corpus.mode, batch_size=global_batch, seq_len=config.seq_len,
                   max_length=config.max_line_length, seed=config.seed)
     drop = replicas > 1 or config.strategy == "tpu"
-    repeat = config.steps_per_epoch is not None
+    repeat = config.steps_per_epoch is not None or config.validate_every is not None
     train_ds = data_lib.make_dataset(corpus.train, repeat=repeat, drop_remainder=drop, **common)
     # Keras splits each global batch between replicas and needs equal shares (a partial batch fails in
     # its first-batch probe), so with several replicas partial batches are dropped, validation included.
     val_ds = data_lib.with_known_cardinality(data_lib.make_dataset(corpus.validation, shuffle=False,
                                                                    drop_remainder=drop, **common))
     has_examples = {"validation": int(val_ds.cardinality()) > 0}
-    if repeat:  # an endless dataset: look at one batch of an unrepeated twin
+    if repeat:  # an endless dataset: count the batches of an unrepeated twin
         twin = data_lib.make_dataset(corpus.train, cache=False, shuffle=False, drop_remainder=drop, **common)
+        pass_steps = config.steps_per_epoch or int(data_lib.with_known_cardinality(twin).cardinality())
         has_examples["training"] = any(True for _ in twin.take(1))
     else:
         train_ds = data_lib.with_known_cardinality(train_ds)
-        has_examples["training"] = int(train_ds.cardinality()) > 0
+        pass_steps = int(train_ds.cardinality())
+        has_examples["training"] = pass_steps > 0
     for name, ok in has_examples.items():
         if not ok:
             hint = (f" (shorter than one window of seq_len+1={config.seq_len + 1} tokens; lower --seq-len)"
@@ -208,35 +287,55 @@ def prepare(config, replicas=1):
     # In-memory datasets have no files to shard: each worker takes every n-th batch.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return corpus, vocab, train_ds.with_options(options), val_ds.with_options(options)
+    return Prepared(corpus, vocab, train_ds.with_options(options), val_ds.with_options(options), config, tokens,
+                    pass_steps)
 
 
-def default_callbacks(model_dir, vocab, config, print_fn=print, writer=True):
-    """The standard callbacks of a run: backup, sampler, best checkpoint, TensorBoard, history.
+def evaluation_plan(config, pass_steps):
+    """`(epochs, steps_per_epoch)` for `model.fit`: Keras evaluates at the end of each of its epochs.
+
+    Without `validate_every` these are the config's own. With it, a Keras
+    epoch is `validate_every` steps of the repeated stream, and there are as
+    many as fit in `config.epochs` passes of `pass_steps` steps (rounded up).
+    """
+    if config.validate_every is None:
+        return config.epochs, config.steps_per_epoch
+    return math.ceil(config.epochs * pass_steps / config.validate_every), config.validate_every
+
+
+def default_callbacks(model_dir, vocab, config, print_fn=print, writer=True, stoppers=()):
+    """The standard callbacks of a run: backup, sampler, best checkpoint, stoppers, TensorBoard, history.
 
     Every file they write is written atomically (see `keras_textgen.backup`).
-    With `writer=False` (a non-chief worker of a multi-worker run) only the
-    backup callback is kept, to restore; it writes nothing.
+    `stoppers` (a `stopping.RunClock`, a `stopping.EarlyStopping`) keep their
+    state in the backup. With `writer=False` (a non-chief worker of a
+    multi-worker run) only the backup callback and the stoppers are kept; it
+    writes nothing.
     """
     backup_cb = backup.BackupAndRestore(artifacts.path(model_dir, artifacts.BACKUP_DIR),
                                         save_freq=config.backup_every, double_checkpoint=True,
-                                        delete_checkpoint=False, print_fn=print_fn if writer else None)
+                                        delete_checkpoint=False, print_fn=print_fn if writer else None,
+                                        resumable=stoppers)
     if not writer:
-        return [backup_cb]
+        return [backup_cb, *stoppers]
     return [
         backup_cb,  # first: see BackupAndRestore's docstring
         callbacks_lib.BitsPerTokenLogger(),  # before the progress bar, which prints its logs
+        *stoppers,  # after the backup (which may clear stop_training at an epoch's end); the clock logs its time
         # Listed here so it ends the epoch's progress line before the samples
         # print (Keras otherwise appends its own progress bar after all callbacks).
         keras.callbacks.ProgbarLogger(),
         callbacks_lib.SampleCallback(vocab, prompts=config.sample_prompts, temperatures=(0.0, 0.8),
                                      max_length=config.sample_length, seed=config.seed or 0,
                                      print_fn=print_fn),
-        backup.BestModelCheckpoint(artifacts.path(model_dir, os.path.join(artifacts.CHECKPOINT_DIR, "best.keras")),
-                                   monitor="val_loss"),
+        backup.BestModelCheckpoint(best_checkpoint_path(model_dir), monitor="val_loss"),
         keras.callbacks.TensorBoard(artifacts.path(model_dir, artifacts.LOG_DIR), write_graph=False),
         backup.HistoryCSV(artifacts.path(model_dir, os.path.join(artifacts.RUN_DIR, artifacts.HISTORY_CSV))),
     ]
+
+
+def best_checkpoint_path(model_dir):
+    return artifacts.path(model_dir, os.path.join(artifacts.CHECKPOINT_DIR, "best.keras"))
 
 
 def check_replicas(config, replicas):
@@ -253,19 +352,21 @@ def check_replicas(config, replicas):
             "(Keras 3's multi-step loop under a distribution strategy, keras-team/keras#19246); leave it unset")
 
 
-def _steps_per_execution(config, train_ds, state):
+def _steps_per_execution(config, epoch_steps, state):
     """The run's `steps_per_execution`: the configured one, checked, or the automatic one.
 
-    Both divide the step of the epoch a resumed run starts at (a backup of
-    a run with another count, or of an older version, may sit between two
-    calls of this one). Automatic under a distribution strategy is 1: with
-    several replicas Keras's multi-step loop fails (`check_replicas`).
+    `epoch_steps` are the steps of one of `fit`'s epochs. Both divide the
+    step of the epoch a resumed run starts at (a backup of a run with
+    another count, or of an older version, may sit between two calls of this
+    one). Automatic under a distribution strategy is 1: with several
+    replicas Keras's multi-step loop fails (`check_replicas`).
     """
-    epoch_steps = config.steps_per_epoch or int(train_ds.cardinality())  # a known count without steps_per_epoch
     resume_step = state["step"] if state else None
     if config.steps_per_execution is not None:
+        given = config.steps_per_epoch or config.validate_every  # checked by `validate` or below
         check_steps_per_execution(config.steps_per_execution, {
-            "the steps of one pass over the training data": None if config.steps_per_epoch else epoch_steps,
+            "the steps of one pass over the training data": None if given else epoch_steps,
+            "validate_every": config.validate_every,
             "the step of the epoch its backup was taken at": resume_step})
         return config.steps_per_execution
     if config.strategy not in (None, "default"):
@@ -352,9 +453,11 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
         tf.config.experimental.enable_op_determinism()
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
-    corpus, vocab, train_ds, val_ds = prepare(config, replicas=strategy.num_replicas_in_sync)
+    corpus, vocab, train_ds, val_ds, config, tokens, pass_steps = prepare(
+        config, replicas=strategy.num_replicas_in_sync)
+    fit_epochs, fit_steps = evaluation_plan(config, pass_steps)
     state = backup.read_state(backup_dir) if resuming else None
-    steps_per_execution = _steps_per_execution(config, train_ds, state)
+    steps_per_execution = _steps_per_execution(config, fit_steps or pass_steps, state)
     if resuming:
         saved = Vocabulary.load(os.path.join(run_dir, artifacts.VOCAB_FILE))
         if saved.get_vocabulary() != vocab.get_vocabulary():
@@ -362,17 +465,18 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
                 f"{run_dir} holds an unfinished run on another vocabulary; delete it or use another --out")
         print_fn(f"Resuming the unfinished run in {model_dir}")
     elif writer:
-        for stale in (artifacts.BACKUP_DIR, artifacts.RUN_DIR):
+        # A new run: nothing of an earlier one may count, its best checkpoint included.
+        for stale in (artifacts.BACKUP_DIR, artifacts.RUN_DIR, artifacts.CHECKPOINT_DIR):
             shutil.rmtree(artifacts.path(model_dir, stale), ignore_errors=True)
         os.makedirs(run_dir, exist_ok=True)
         vocab.save(os.path.join(run_dir, artifacts.VOCAB_FILE))
-    if state and config.steps_per_epoch is not None:
+    if state and fit_steps is not None:
         # The repeated, seeded pipeline is one stream over all epochs: start it where the backup was
         # taken, so a resumed run sees the batches the uninterrupted run would have seen.
         train_ds = train_ds.skip(state["global_step"])
     run_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
     run_config.update(mode=corpus.mode, corpus_name=corpus.name, vocab_size=vocab.size,
-                      vocab_sha256=artifacts.vocab_fingerprint(vocab),
+                      vocab_sha256=artifacts.vocab_fingerprint(vocab), train_tokens=tokens,
                       replicas=strategy.num_replicas_in_sync,
                       global_batch_size=config.batch_size * strategy.num_replicas_in_sync,
                       intra_op_threads_in_force=tf.config.threading.get_intra_op_parallelism_threads(),
@@ -380,27 +484,63 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
     if writer:
         artifacts.save_json(run_config, run_dir, artifacts.CONFIG_FILE)
 
+    total_steps = fit_epochs * (fit_steps or pass_steps)
     with strategy.scope():
+        learning_rate = config.learning_rate
+        if config.lr_schedule == "cosine":
+            learning_rate = schedules.WarmupCosineDecay(config.learning_rate, total_steps=total_steps, floor=LR_FLOOR,
+                                                        warmup_steps=min(WARMUP_STEPS, max(1, total_steps // 10)))
         model = model_lib.build_model(vocab, units=config.units, layers=config.layers, cell=config.cell,
-                                      embedding_dim=config.embedding_dim, dropout=config.dropout,
-                                      learning_rate=config.learning_rate)
+                                      embedding_dim=config.embedding_dim or None, dropout=config.dropout,
+                                      learning_rate=learning_rate, weight_decay=config.weight_decay)
     if config.strategy not in (None, "default"):
         _build_from_spec(model, train_ds.element_spec)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
         _reduce_scalar_logs_across_workers()
+    clock = stopping.RunClock(config.time_budget, progress=getattr(learning_rate, "progress", None))
+    stoppers = [clock] + ([stopping.EarlyStopping(config.patience)] if config.patience else [])
     replicas = f", {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
-    print_fn(f"Corpus {corpus.source!r} ({corpus.mode} mode), vocabulary of {vocab.size} ids, "
-             f"model of {model.count_params():,} parameters{replicas}")
-    with steps_per_call(model, steps_per_execution):
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
-                  validation_steps=config.validation_steps, verbose=verbose,
-                  shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
-                  callbacks=default_callbacks(model_dir, vocab, config, print_fn=print_fn, writer=writer))
+    print_fn(f"Corpus {corpus.source!r} ({corpus.mode} mode), {describe(config, tokens)}")
+    print_fn(f"Vocabulary of {vocab.size} ids, model of {model.count_params():,} parameters{replicas}; "
+             f"training until {_bounds(config, fit_epochs, fit_steps)}")
+    if state and _ended(state, config):
+        print_fn(f"The run had already ended ({_ended(state, config)}); writing its model")
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(os.path.join(backup_dir, state["weights"]))
+    else:
+        with steps_per_call(model, steps_per_execution):
+            model.fit(train_ds, validation_data=val_ds, epochs=fit_epochs, steps_per_epoch=fit_steps,
+                      validation_steps=config.validation_steps, verbose=verbose,
+                      shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
+                      callbacks=default_callbacks(model_dir, vocab, config, print_fn=print_fn, writer=writer,
+                                                  stoppers=stoppers))
     if not writer:
         return model, vocab, {}  # the chief writes the history
+    state = backup.read_state(backup_dir) or state or {}
+    run_config.update(stopped_by=_ended(state, config) or "epochs", train_seconds=state.get("train_seconds"))
     history = read_history(os.path.join(run_dir, artifacts.HISTORY_CSV))
     finish(model, vocab, run_config, history, model_dir)
     return model, vocab, history
+
+
+def _bounds(config, fit_epochs, fit_steps):
+    """What ends the run, in words: e.g. '100 epochs, a budget of 5m 0s, 5 evaluations without improvement'."""
+    parts = [f"{config.epochs} epochs" + (f" ({fit_epochs} evaluations of {fit_steps} steps)"
+                                          if config.validate_every else "")]
+    if config.time_budget:
+        parts.append(f"a time budget of {stopping.format_duration(config.time_budget)}")
+    if config.patience:
+        parts.append(f"{config.patience} evaluations without improvement")
+    return ", ".join(parts) + ", whichever comes first"
+
+
+def _ended(state, config):
+    """Why the run whose backup `state` is had ended: 'early stop', 'time budget', or None (it had not)."""
+    if (state.get("early_stopping") or {}).get("stopped"):
+        return "early stop"
+    if config.time_budget and state.get("train_seconds", 0.0) >= config.time_budget:
+        return "time budget"
+    return None
 
 
 def _build_from_spec(model, element_spec):
@@ -452,16 +592,24 @@ def _reduce_scalar_logs_across_workers():
 
 
 def finish(model, vocab, run_config, history, model_dir):
-    """Writes the finished run's files, each atomically, the model last; then drops the run state.
+    """Puts the best evaluation's weights in `model`, then writes the finished run's files; drops the run state.
 
-    A kill at any point is safe: until `model.keras` is in place the run is
-    unfinished and resumes from its final backup (no epoch is trained again);
-    `run/` is removed before `backup/`, so a finished model never looks
-    unfinished.
+    The finished model is the one with the lowest validation loss of the
+    run (`checkpoints/best.keras`, kept across restarts), not the last one:
+    `history.json` keeps every evaluation and names the best under `best`.
+    Each file is written atomically, the model last. A kill at any point is
+    safe: until `model.keras` is in place the run is unfinished and resumes
+    from its final backup (no epoch is trained again); `run/` is removed
+    before `backup/`, so a finished model never looks unfinished.
     """
+    best = restore_best(model, model_dir)
     for key in ("loss", "val_loss"):
         if history.get(key):
             history[key.replace("loss", "bits_per_token")] = [model_lib.bits(v) for v in history[key]]
+    if best:
+        history["best"] = best
+    history["stopped_by"] = run_config.get("stopped_by")
+    run_config["best"] = best
     vocab.save(artifacts.path(model_dir, artifacts.VOCAB_FILE))
     artifacts.save_json(run_config, model_dir, artifacts.CONFIG_FILE)
     artifacts.save_json(history, model_dir, artifacts.HISTORY_FILE)
@@ -470,6 +618,27 @@ def finish(model, vocab, run_config, history, model_dir):
     artifacts.save_model(model, model_dir)
     shutil.rmtree(artifacts.path(model_dir, artifacts.RUN_DIR), ignore_errors=True)
     shutil.rmtree(artifacts.path(model_dir, artifacts.BACKUP_DIR), ignore_errors=True)
+
+
+def restore_best(model, model_dir):
+    """Loads the weights of the run's best evaluation into `model`, if it has one.
+
+    Returns:
+        `{"epoch", "step", "val_loss", "val_bits_per_token"}` of that
+        evaluation (`epoch` counts evaluations from 1), or `None`.
+    """
+    path = best_checkpoint_path(model_dir)
+    try:
+        with open(os.path.splitext(path)[0] + ".json", encoding="utf-8") as f:
+            saved = json.load(f)
+        value = float(saved["value"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not os.path.isfile(path) or not math.isfinite(value):
+        return None
+    model.load_weights(path)
+    return {"epoch": saved.get("epoch"), "step": saved.get("step"), "val_loss": value,
+            "val_bits_per_token": model_lib.bits(value)}
 
 
 STRATEGIES = ("mirrored", "multi-worker", "tpu")

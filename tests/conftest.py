@@ -76,7 +76,8 @@ def train_tiny_model_dir(folder, **config):
     from keras_textgen import training
 
     corpus = write_lines_corpus(folder)
-    settings = dict(corpus=str(corpus), batch_size=8, epochs=1, steps_per_epoch=6, seed=0)
+    # No time budget: its schedule follows the clock, and these runs are compared for exact weights.
+    settings = dict(corpus=str(corpus), batch_size=8, epochs=1, steps_per_epoch=6, seed=0, time_budget=None)
     settings.update(config)
     training.train(training.TrainConfig(**settings), folder / "model", print_fn=lambda *_: None, verbose=0)
     return folder / "model"

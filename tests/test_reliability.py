@@ -27,7 +27,7 @@ from conftest import write_lines_corpus
 SEED = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))
 RNG = random.Random(SEED)
 EPOCHS, STEPS = 3, 40
-TRAIN_ARGS = ["--mode", "chunks", "--seq-len", "32", "--units", "12", "--layers", "1", "--batch-size", "8",
+TRAIN_ARGS = ["--mode", "chunks", "--time-budget", "none", "--seq-len", "32", "--units", "12", "--layers", "1", "--batch-size", "8",
               "--epochs", str(EPOCHS),
               "--steps-per-epoch", str(STEPS), "--seed", "5", "--backup-every", "4", "--sample-prompt", "the",
               "--validation-steps", "2"]

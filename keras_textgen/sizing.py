@@ -1,0 +1,94 @@
+"""Defaults that fit the data: the model and optimizer settings `train` picks from the corpus's size.
+
+A small corpus (titles, names, lyrics: tens or hundreds of thousands of
+characters) trained for minutes memorises a wide, unregularised LSTM; a
+large one needs the width. The rule below maps the number of training
+tokens (characters, or words at word level) to the settings the benchmark
+found best for that size within a few minutes of CPU (`bench/sizing.py`;
+the measured table is in `docs/training.md`). Every setting a user gives
+explicitly overrides the rule.
+"""
+
+import dataclasses
+
+# (training tokens below, units, layers, dropout, batch size) for character models, smallest first.
+CHAR_RULE = (
+    (60_000, 256, 1, 0.5, 32),
+    (200_000, 256, 1, 0.4, 32),
+    (600_000, 256, 1, 0.3, 64),
+    (3_000_000, 256, 1, 0.2, 64),
+    (float("inf"), 512, 2, 0.2, 128),
+)
+# Word models: the vocabulary grows with the text and most words are rare.
+WORD_RULE = (
+    (200_000, 256, 1, 0.5, 32),
+    (2_000_000, 256, 1, 0.4, 64),
+    (float("inf"), 512, 2, 0.3, 128),
+)
+WEIGHT_DECAY = 0.1  # AdamW's decoupled decay (nanoGPT's value), on kernels and embeddings, not biases
+LEARNING_RATE = 3e-3  # the peak of the warm-up + cosine schedule
+WORD_EMBEDDING_DIM = 128
+EMBEDDING_ABOVE = 512  # ids: a wider vocabulary gets an embedding instead of one-hot inputs
+WORD_MAX_TOKENS = 20_000
+
+
+@dataclasses.dataclass
+class Choice:
+    """The settings picked for a corpus; `None` fields keep the model's own default."""
+
+    units: int
+    layers: int
+    dropout: float
+    batch_size: int
+    weight_decay: float = WEIGHT_DECAY
+    learning_rate: float = LEARNING_RATE
+    embedding_dim: int = None
+    min_frequency: int = None
+    max_tokens: int = None
+
+
+def vocabulary_settings(tokens, level):
+    """`(min_frequency, max_tokens)` for a corpus of `tokens` training tokens: `(None, None)` for characters.
+
+    Words seen once are most of a small corpus's vocabulary and cannot be
+    learned from one example; they become the OOV id.
+    """
+    if level != "word":
+        return None, None
+    return (2 if tokens < 2_000_000 else 3), WORD_MAX_TOKENS
+
+
+def count_tokens(texts, level="char", lowercase=False):
+    """Tokens in a dataset of strings, counted by a graph pass (no copy of the text in Python)."""
+    import tensorflow as tf
+
+    from keras_textgen import vocab as vocab_lib
+
+    sizes = texts.batch(1024).map(
+        lambda batch: tf.size(vocab_lib.tokenize(batch, level, lowercase).flat_values, out_type=tf.int64))
+    return int(sizes.reduce(tf.constant(0, tf.int64), lambda total, size: total + size))
+
+
+def choose(tokens, level="char", vocab_size=None):
+    """The settings for a corpus of `tokens` training tokens (see the module docstring).
+
+    Args:
+        tokens: characters (char level) or words (word level) in the training split.
+        level: `"char"` or `"word"`.
+        vocab_size: ids in the vocabulary, if known: a wide one gets an embedding.
+
+    Returns:
+        A `Choice`.
+
+    Example:
+
+    >>> choose(276_494)
+    Choice(units=256, layers=1, dropout=0.3, batch_size=64, weight_decay=0.1, learning_rate=0.003, ...)
+    """
+    rule = WORD_RULE if level == "word" else CHAR_RULE
+    below, units, layers, dropout, batch_size = next(row for row in rule if tokens < row[0])
+    min_frequency, max_tokens = vocabulary_settings(tokens, level)
+    wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
+    return Choice(units=units, layers=layers, dropout=dropout, batch_size=batch_size,
+                  embedding_dim=WORD_EMBEDDING_DIM if wide else None,
+                  min_frequency=min_frequency, max_tokens=max_tokens)

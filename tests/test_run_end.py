@@ -1,0 +1,280 @@
+"""How a run ends and what it ships: the best evaluation's weights, early stopping, the time budget, the schedule."""
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_textgen as ktg
+from keras_textgen import artifacts, backup, cli, errors, schedules, sizing, stopping, training
+
+EXE = [sys.executable, "-m", "keras_textgen"]
+
+
+def write_noise_corpus(folder, lines=120, seed=0):
+    """Lines of random letters: a model can only memorise the training lines, so validation loss soon rises."""
+    rng = np.random.default_rng(seed)
+    text = "\n".join("".join(rng.choice(list("abcdefgh"), size=rng.integers(8, 16))) for _ in range(lines))
+    path = folder / "noise.txt"
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def overfitting_config(corpus, **overrides):
+    """A tiny model with a high constant learning rate: it memorises within a few epochs."""
+    settings = dict(corpus=str(corpus), units=48, layers=1, batch_size=8, dropout=0.0, weight_decay=0.0,
+                    learning_rate=0.02, lr_schedule="constant", epochs=14, patience=0, seed=3, time_budget=None,
+                    sample_length=2, sample_prompts=("a",))
+    settings.update(overrides)
+    return training.TrainConfig(**settings)
+
+
+def keras_val_loss(model, config):
+    """The validation loss `fit` reports (Keras's mean over batches) for `model` on `config`'s corpus."""
+    val_ds = training.prepare(config).val_ds
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model.evaluate(val_ds, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("overfit")
+    config = overfitting_config(write_noise_corpus(folder))
+    training.train(config, folder / "model", print_fn=lambda *_: None, verbose=0)
+    return config, folder / "model"
+
+
+def test_a_run_whose_validation_loss_rises_ships_its_best_evaluation(overfit_run):
+    config, model_dir = overfit_run
+    history = json.loads((model_dir / artifacts.HISTORY_FILE).read_text())
+    val = history["val_loss"]
+    best = int(np.argmin(val))
+    assert best < len(val) - 2 and val[-1] > val[best] + 0.05, f"the fixture must overfit: {val}"
+    assert history["best"]["epoch"] == best + 1 and history["best"]["val_loss"] == pytest.approx(val[best])
+    assert history["best"]["step"] == history["step"][best]
+    assert history["stopped_by"] == "epochs" and len(val) == config.epochs
+    model, _, run_config = ktg.load_model_dir(model_dir, compile=False)
+    assert run_config["best"]["epoch"] == best + 1 and run_config["stopped_by"] == "epochs"
+    assert keras_val_loss(model, config) == pytest.approx(val[best], rel=1e-4)  # model.keras is the best
+    best_file = keras.saving.load_model(model_dir / artifacts.CHECKPOINT_DIR / "best.keras", compile=False)
+    for got, want in zip(model.get_weights(), best_file.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_the_cli_names_the_best_evaluation(overfit_run, capsys):
+    _, model_dir = overfit_run
+    assert cli.main(["info", "--model", str(model_dir)]) == 0
+    history = json.loads((model_dir / artifacts.HISTORY_FILE).read_text())
+    out = capsys.readouterr().out
+    assert re.search(rf"^best: +evaluation {history['best']['epoch']} \(step {history['best']['step']}\)", out, re.M)
+    assert re.search(r"^ended by: +epochs$", out, re.M)
+
+
+def test_early_stopping_ends_the_run_after_patience_evaluations(tmp_path):
+    config = overfitting_config(write_noise_corpus(tmp_path), patience=2, epochs=40)
+    _, _, history = training.train(config, tmp_path / "model", print_fn=lambda *_: None, verbose=0)
+    val = history["val_loss"]
+    best = int(np.argmin(val))
+    assert history["stopped_by"] == "early stop"
+    assert len(val) == best + 1 + 2 < 40  # two evaluations without improvement, then the end
+    assert history["best"]["epoch"] == best + 1
+
+
+def test_a_new_run_does_not_inherit_an_earlier_runs_best_checkpoint(overfit_run, tmp_path):
+    """--force starts afresh: the replaced run's better checkpoint must not come back as the new model."""
+    config, model_dir = overfit_run
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    weaker = overfitting_config(config.corpus, epochs=1, learning_rate=1e-4, force=True)
+    _, _, history = training.train(weaker, copy, print_fn=lambda *_: None, verbose=0)
+    assert history["best"]["epoch"] == 1 and len(history["val_loss"]) == 1
+    json_best = json.loads((copy / artifacts.CHECKPOINT_DIR / "best.json").read_text())
+    assert json_best["value"] == pytest.approx(history["val_loss"][0])
+
+
+def test_the_schedule_warms_up_then_decays_to_its_floor_as_progress_reaches_one():
+    schedule = schedules.WarmupCosineDecay(1e-2, warmup_steps=10, floor=0.1)
+    assert float(schedule(0)) == pytest.approx(1e-3)  # step 1 of 10
+    assert float(schedule(4)) == pytest.approx(5e-3)
+    assert float(schedule(9)) == pytest.approx(1e-2)  # warmed up, progress 0
+    lrs = []
+    for progress in np.linspace(0, 1, 11):
+        schedule.progress.assign(progress)
+        lrs.append(float(schedule(1000)))
+    assert lrs[5] == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5))
+    assert lrs[-1] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # strictly decreasing
+    schedule.progress.assign(3.0)  # past the end: held at the floor
+    assert float(schedule(1000)) == pytest.approx(1e-3)
+
+
+def test_the_schedule_follows_the_larger_of_steps_and_the_clock():
+    schedule = schedules.WarmupCosineDecay(1e-2, total_steps=1000, warmup_steps=1, floor=0.0)
+    assert float(schedule(500)) == pytest.approx(0.5e-2)  # half the steps, the clock at 0
+    schedule.progress.assign(0.75)
+    assert float(schedule(500)) == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 0.75)))  # the clock leads
+    assert float(schedule(1000)) == pytest.approx(0.0)
+    restored = schedules.WarmupCosineDecay.from_config(schedule.get_config())
+    assert float(restored(500)) == pytest.approx(0.5e-2) and float(restored(0)) == pytest.approx(1e-2)
+
+
+def test_the_learning_rate_reaches_its_floor_at_the_epoch_bound(tmp_path):
+    config = overfitting_config(write_noise_corpus(tmp_path), epochs=3, lr_schedule="cosine", learning_rate=4e-3)
+    _, _, history = training.train(config, tmp_path / "model", print_fn=lambda *_: None, verbose=0)
+    lrs = history["learning_rate"]
+    assert lrs[-1] == pytest.approx(4e-3 * training.LR_FLOOR, rel=1e-4)
+    assert lrs[0] > lrs[1] > lrs[2]
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_run_clock_stops_at_the_budget_and_carries_its_seconds_across_a_restart(vocab, lines):
+    keras.utils.set_random_seed(0)
+    schedule = schedules.WarmupCosineDecay(1e-2, warmup_steps=1, floor=0.1)
+    model = ktg.build_model(vocab, units=8, learning_rate=schedule)
+    ds = ktg.make_dataset(lines, vocab, batch_size=2, repeat=True, seed=0)
+    fake = FakeClock()
+
+    class Tick(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            fake.now += 1.0  # each step takes one "second"
+
+    clock = stopping.RunClock(budget_seconds=10, progress=schedule.progress, clock=fake)
+    model.fit(ds, epochs=100, steps_per_epoch=4, verbose=0, callbacks=[Tick(), clock])
+    assert int(model.optimizer.iterations) == 10 and clock.stopped  # the 10th step reaches the budget
+    assert float(schedule.progress) == 1.0 and float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    # A restart: the new process's clock starts where the backup's seconds left off.
+    state = clock.backup_state()
+    again = stopping.RunClock(budget_seconds=14, progress=schedule.progress, clock=fake)
+    again.restore_state(state)
+    model.fit(ds, epochs=100, steps_per_epoch=4, verbose=0, callbacks=[Tick(), again])
+    assert int(model.optimizer.iterations) == 14 and again.seconds == pytest.approx(14)
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("2h", 7200), ("1.5h", 5400), ("45", 45),
+                                           (" 3 min ", 180)])
+def test_durations(text, seconds):
+    assert stopping.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "abc", "-5m", "10 days", ""])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(errors.ConfigError):
+        stopping.parse_duration(text)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--time-budget", "0"], "longer than 0 seconds"),
+    (["--time-budget", "abc"], "expected a duration such as 90s, 10m or 2h"),
+    (["--patience", "-1"], "expected an integer >= 0"),
+    (["--validate-every", "0"], "expected a positive integer"),
+    (["--weight-decay", "-0.1"], "weight_decay must be a number >= 0"),
+])
+def test_bad_run_bounds_are_one_line_errors(text_file, tmp_path, capsys, args, message):
+    try:
+        code = cli.main(["train", "--corpus", str(text_file), "--out", str(tmp_path / "m"), *args])
+    except SystemExit as e:  # argparse's refusal
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err
+    assert err.startswith("keras-textgen train: error: ")
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
+    choices = [sizing.choose(n) for n in (20_000, 100_000, 300_000, 1_000_000, 10_000_000)]
+    dropouts = [c.dropout for c in choices]
+    assert dropouts == sorted(dropouts, reverse=True) and dropouts[0] > dropouts[-1]
+    params = [c.units * c.layers for c in choices]
+    assert params == sorted(params) and params[0] < params[-1]
+    assert all(c.embedding_dim is None and c.weight_decay > 0 for c in choices)  # characters: one-hot
+    word = sizing.choose(50_000, level="word", vocab_size=3000)
+    assert word.embedding_dim and word.min_frequency >= 2 and word.max_tokens
+    assert sizing.choose(50_000, vocab_size=5000).embedding_dim  # a wide character vocabulary (CJK)
+
+
+def test_given_settings_override_the_rule():
+    config = training.TrainConfig(units=32, dropout=0.0)
+    filled, choice = training.fill_from_corpus(config, 50_000)
+    assert (filled.units, filled.dropout) == (32, 0.0)
+    assert (filled.batch_size, filled.weight_decay, filled.layers) == (choice.batch_size, choice.weight_decay,
+                                                                       choice.layers)
+
+
+def test_train_prints_the_choice_it_made(tmp_path, text_file):
+    printed = []
+    config = training.TrainConfig(corpus=str(text_file), epochs=1, steps_per_epoch=2, seed=0, time_budget=None,
+                                  sample_length=2)
+    training.train(config, tmp_path / "m", print_fn=printed.append, verbose=0)
+    run_config = json.loads((tmp_path / "m" / artifacts.CONFIG_FILE).read_text())
+    choice = sizing.choose(run_config["train_tokens"])
+    line = next(p for p in printed if "corpus of" in p)
+    assert f"corpus of {run_config['train_tokens']:,} chars -> LSTM {choice.units}, dropout {choice.dropout:g}, " \
+           f"AdamW wd {choice.weight_decay:g}, batch {choice.batch_size}" in line
+    assert (run_config["units"], run_config["batch_size"]) == (choice.units, choice.batch_size)
+
+
+def test_validate_every_evaluates_inside_epochs(tmp_path):
+    config = overfitting_config(write_noise_corpus(tmp_path), epochs=2, validate_every=4)
+    pass_steps = training.prepare(config).pass_steps
+    _, _, history = training.train(config, tmp_path / "model", print_fn=lambda *_: None, verbose=0)
+    assert len(history["val_loss"]) == math.ceil(2 * pass_steps / 4) > 2
+    assert history["step"] == [4.0 * (i + 1) for i in range(len(history["step"]))]
+
+
+def _wait_for(path, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_a_budget_survives_sigkill_and_resume_counting_the_time_spent(tmp_path):
+    corpus = write_noise_corpus(tmp_path, lines=400)
+    out = tmp_path / "model"
+    args = [*EXE, "train", "--corpus", str(corpus), "--out", str(out), "--units", "32", "--batch-size", "8",
+            "--time-budget", "12s", "--epochs", "1000", "--patience", "0", "--seed", "1", "--backup-every", "5",
+            "--sample-length", "2"]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = out / artifacts.BACKUP_DIR / backup.STATE_FILE
+    _wait_for(state_file)
+    deadline = time.monotonic() + 60
+    while (backup.read_state(out / artifacts.BACKUP_DIR) or {}).get("train_seconds", 0) < 3:
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    spent = backup.read_state(out / artifacts.BACKUP_DIR)["train_seconds"]
+    assert 3 <= spent < 12
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resuming from the backup" in resumed.stdout
+    history = json.loads((out / artifacts.HISTORY_FILE).read_text())
+    run_config = json.loads((out / artifacts.CONFIG_FILE).read_text())
+    assert run_config["stopped_by"] == "time budget" and run_config["time_budget"] == 12
+    # The stop comes at the first training call past the budget; that epoch's evaluation and samples follow.
+    assert 12 <= run_config["train_seconds"] < 12 + 120
+    seconds = history["train_seconds"]
+    assert seconds == sorted(seconds) and seconds[-1] >= 12  # one clock across both processes
+    resumed_rows = [s for s in seconds if s > spent]
+    assert resumed_rows and len(resumed_rows) < len(seconds)  # rows from both processes, on one clock
+    # Running the finished command again with --force is a new run; without, it is refused.
+    again = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "already holds a trained model" in again.stderr
