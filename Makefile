@@ -1,6 +1,7 @@
 # The two commands of the README (both can be run again: run retrains with --force and
 # exports a new SavedModel version):
 #   make run   -> set up .venv, train briefly on the built-in corpus, print samples, export
+#                 (a fixed number of steps and no time budget, so a seeded run is reproducible)
 #   make test  -> set up .venv, run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ MODEL_DIR ?= runs/python-docs
 EPOCHS ?= 6
 STEPS ?= 150
 
-.PHONY: run test bench install clean
+.PHONY: run test bench bench-defaults install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/keras-textgen train --corpus python-docs --out $(MODEL_DIR) --epochs $(EPOCHS) --steps-per-epoch $(STEPS) --seed 1 --force
+	$(BIN)/keras-textgen train --corpus python-docs --out $(MODEL_DIR) --epochs $(EPOCHS) --steps-per-epoch $(STEPS) --time-budget none --seed 1 --force
 	$(BIN)/keras-textgen generate --model $(MODEL_DIR) --prompt "def " --prompt "The " --max-length 200 --temperature 0.5 --seed 7
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format saved_model --name python-docs
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format tflite --name python-docs
@@ -31,6 +32,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+bench-defaults: $(STAMP)
+	$(BIN)/python -m bench.defaults
 
 clean:
 	rm -rf $(VENV) runs saved_models/*/ saved_models/*.tflite saved_models/*.json

@@ -100,6 +100,7 @@ def load_model_dir(model_dir, compile=True):
     try:
         import keras_textgen.layers  # noqa: F401  (registers TokenEncoding)
         import keras_textgen.lstm  # noqa: F401  (registers PerGateLSTM)
+        import keras_textgen.schedules  # noqa: F401  (registers WarmupCosineDecay, the optimizer's schedule)
 
         model = keras.saving.load_model(model_path, compile=compile)
     except Exception as e:  # Keras raises many kinds for corrupt archives

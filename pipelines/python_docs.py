@@ -30,7 +30,11 @@ model.fit(
     validation_steps=2 if args.quick else None,
     epochs=epochs,
     steps_per_epoch=steps,
-    callbacks=[ktg.SampleCallback(vocab, prompts=["def ", "The "], temperatures=[0.0, 0.8], max_length=80)],
+    callbacks=[
+        ktg.SampleCallback(vocab, prompts=["def ", "The "], temperatures=[0.0, 0.8], max_length=80),
+        # Stop when validation stops improving and keep the best epoch's weights, not the last.
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True),
+    ],
 )
 print(ktg.generate(model, vocab, ["def ", "The "], max_length=200, temperature=0.5, seed=7))
 if args.out:

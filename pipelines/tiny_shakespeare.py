@@ -43,7 +43,11 @@ model.fit(
     validation_steps=2 if args.quick else None,
     epochs=epochs,
     steps_per_epoch=steps,
-    callbacks=[ktg.SampleCallback(vocab, prompts=["ROMEO:"], temperatures=[0.5, 1.0], max_length=120)],
+    callbacks=[
+        ktg.SampleCallback(vocab, prompts=["ROMEO:"], temperatures=[0.5, 1.0], max_length=120),
+        # Stop when validation stops improving and keep the best epoch's weights, not the last.
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True),
+    ],
 )
 print(ktg.generate(model, vocab, ["ROMEO:", "JULIET:"], max_length=300, temperature=0.8, top_k=20, seed=7))
 if args.out:

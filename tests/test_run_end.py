@@ -135,6 +135,13 @@ def test_the_learning_rate_reaches_its_floor_at_the_epoch_bound(tmp_path):
     lrs = history["learning_rate"]
     assert lrs[-1] == pytest.approx(4e-3 * training.LR_FLOOR, rel=1e-4)
     assert lrs[0] > lrs[1] > lrs[2]
+    # The compiled model, schedule included, loads in a fresh process.
+    code = ("import keras_textgen as ktg, sys; m = ktg.load_model_dir(sys.argv[1])[0]; "
+            "print(type(m.optimizer).__name__, type(m.optimizer._learning_rate).__name__)")
+    loaded = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model")], capture_output=True, text=True,
+                            timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert loaded.stdout.split() == ["Adam", "WarmupCosineDecay"]
 
 
 class FakeClock:
@@ -278,3 +285,44 @@ def test_a_budget_survives_sigkill_and_resume_counting_the_time_spent(tmp_path):
     # Running the finished command again with --force is a new run; without, it is refused.
     again = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already holds a trained model" in again.stderr
+
+
+class _Model:
+    stop_training = False
+
+
+def _feed(stopper, model, epochs, losses):
+    for epoch, loss in zip(epochs, losses):
+        stopper.on_epoch_end(epoch, {"val_loss": loss})
+        if model.stop_training:
+            return epoch
+    return None
+
+
+def test_early_stopping_counts_evaluations_across_a_restart():
+    losses = [3.0, 2.0, 2.5, 2.4, 2.6, 2.7]  # best at evaluation 2; patience 3 runs out at evaluation 5
+    uninterrupted = stopping.EarlyStopping(patience=3)
+    uninterrupted.set_model(_Model())
+    uninterrupted.on_train_begin()
+    assert _feed(uninterrupted, uninterrupted.model, range(6), losses) == 4 and uninterrupted.stopped
+
+    first = stopping.EarlyStopping(patience=3)
+    first.set_model(_Model())
+    first.on_train_begin()
+    assert _feed(first, first.model, range(3), losses[:3]) is None  # killed after evaluation 3
+    state = json.loads(json.dumps(first.backup_state()))  # it travels as JSON in the backup
+    resumed = stopping.EarlyStopping(patience=3)
+    resumed.set_model(_Model())
+    resumed.restore_state(state)
+    resumed.on_train_begin()
+    assert _feed(resumed, resumed.model, range(3, 6), losses[3:]) == 4 and resumed.stopped
+    assert resumed.best == 2.0 and resumed.best_epoch == 1
+
+
+def test_a_stop_by_the_budget_is_not_taken_for_an_early_stop():
+    stopper = stopping.EarlyStopping(patience=5)
+    stopper.set_model(_Model())
+    stopper.on_train_begin()
+    stopper.model.stop_training = True  # the clock asked first
+    stopper.on_epoch_end(0, {"val_loss": 1.0})
+    assert not stopper.stopped
