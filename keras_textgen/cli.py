@@ -45,8 +45,9 @@ def _import_tensorflow_quietly():
             os.close(saved)
 
 
-_import_tensorflow_quietly()
-from keras_textgen.training import TrainConfig as D  # noqa: E402  (the one copy of the training defaults)
+# The one copy of the training defaults; keras_textgen.config imports no TensorFlow, so `--help`
+# and argument errors answer at once. TensorFlow loads in `main`, once a command runs.
+from keras_textgen.config import TrainConfig as D  # noqa: E402
 
 
 def _positive_int(text):
@@ -276,6 +277,7 @@ COMMANDS = {"train": cmd_train, "export": cmd_export, "generate": cmd_generate, 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    _import_tensorflow_quietly()
     from keras_textgen import errors
 
     try:

@@ -120,6 +120,44 @@ def test_help_for_every_command():
         assert result.returncode == 0 and "usage: keras-textgen" in result.stdout
 
 
+# Runs the CLI's main in a fresh process, then reports which heavy modules it imported.
+_IMPORT_PROBE = """
+import json, sys
+from keras_textgen.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"code": code, "loaded": sorted(m for m in ("tensorflow", "keras", "numpy") if m in sys.modules)}))
+"""
+
+
+def _probe_imports(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *args], capture_output=True, text=True, env=env,
+                            timeout=600)
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["evaluate", "--help"],
+                                  ["train", "--corpus", "c.txt", "--out", "m", "--epochs", "0"],
+                                  ["no-such-command"]])
+def test_help_and_argument_errors_do_not_import_tensorflow(args):
+    report, stderr = _probe_imports(*args)
+    assert report["code"] in (0, 2), stderr
+    assert report["loaded"] == [], f"{args} imported {report['loaded']}"
+    if report["code"] == 2:
+        assert len(stderr.strip().splitlines()) == 1 and "error:" in stderr
+
+
+def test_a_command_that_runs_does_import_tensorflow(tmp_path):
+    """The probe above sees TensorFlow when it is imported: its empty list is not vacuous."""
+    report, stderr = _probe_imports("info", "--model", str(tmp_path / "missing"))
+    assert report["code"] == 2 and "model directory not found" in stderr
+    assert "tensorflow" in report["loaded"]
+
+
 def test_python_dash_m_runs_the_same_command_line(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     help_ = subprocess.run([sys.executable, "-m", "keras_textgen", "--help"], capture_output=True, text=True, env=env,
