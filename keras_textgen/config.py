@@ -23,6 +23,7 @@ class TrainConfig:
     level: str = "char"
     mode: str = None
     column: str = None
+    header: bool = None  # CSV/TSV: first row names the columns; None = detected (keras_textgen.corpus.load)
     data_dir: str = None
     manual_dir: str = None
     epochs: int = 5

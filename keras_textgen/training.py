@@ -107,7 +107,7 @@ def prepare(config, replicas=1):
     Returns:
         `(corpus, vocab, train_ds, val_ds)`.
     """
-    corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column,
+    corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
                              data_dir=config.data_dir, manual_dir=config.manual_dir)
     vocab = Vocabulary.adapt(corpus.train, level=config.level, max_tokens=config.max_tokens,
                              min_frequency=config.min_frequency, lowercase=config.lowercase)
