@@ -22,6 +22,7 @@ from keras_textgen import corpus as corpus_lib
 from keras_textgen import data as data_lib
 from keras_textgen import errors
 from keras_textgen import io_utils
+from keras_textgen import lock
 from keras_textgen import model as model_lib
 from keras_textgen import threads
 from keras_textgen import vocab as vocab_lib
@@ -261,6 +262,28 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
         `(model, vocab, history_dict)`; the history is empty on a worker
         that is not the chief.
     """
+    config.validate()
+    # One run per model directory: a second one fails at once, naming this process (keras_textgen.lock).
+    with lock.hold_directory(model_dir, "train") if _writes_model_dir(config) else contextlib.nullcontext():
+        return _train(config, model_dir, print_fn, verbose)
+
+
+def _writes_model_dir(config):
+    """Whether this process writes the model directory: all but the non-chief workers of a multi-worker run."""
+    if config.strategy != "multi-worker":
+        return True
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+        if "chief" in cluster:
+            return task.get("type") == "chief"
+        return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+    except (ValueError, TypeError, AttributeError):
+        return True  # get_strategy reports a broken TF_CONFIG
+
+
+def _train(config, model_dir, print_fn, verbose):
+    """`train`, with the model directory locked."""
     config.validate()
     model_dir = os.fspath(model_dir)
     # First of all, before any TensorFlow op runs: the thread pools, then a multi-worker strategy's collectives.
