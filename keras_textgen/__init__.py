@@ -39,7 +39,8 @@ _EXPORTS = {
     "GreedySampler": "sampling", "RandomSampler": "sampling", "TopKSampler": "sampling", "TopPSampler": "sampling",
     "TextGenerator": "generation", "generate": "generation",
     "TokenEncoding": "layers", "PerGateLSTM": "lstm", "build_model": "model", "make_dataset": "data",
-    "TrainConfig": "training", "train": "training", "Vocabulary": "vocab", "load_model_dir": "artifacts", "load": "artifacts",
+    "TrainConfig": "config", "train": "training", "Vocabulary": "vocab", "load_model_dir": "artifacts",
+    "load": "artifacts",
     "export_saved_model": "export", "export_tflite": "export", "LiteGenerator": "lite",
     "configure_threads": "threads",
 }

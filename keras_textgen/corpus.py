@@ -204,7 +204,8 @@ def _load_file(path, mode, column, validation_fraction, header=None):
 
 def _read_table(path, text, columns, delimiter, header=None):
     """The text of `columns` (names, or 1-based numbers as strings) of each row of a CSV/TSV file."""
-    rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if any(f.strip() for f in row)]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = [row for row in reader if any(f.strip() for f in row)]
     if not rows:
         return []
     first = [f.strip() for f in rows[0]]
