@@ -15,11 +15,21 @@ model.fit(train_ds, validation_data=val_ds, epochs=5,
           callbacks=[ktg.SampleCallback(vocab, prompts=["def "])])
 print(ktg.generate(model, vocab, ["def ", "The "], max_length=200, temperature=0.8, seed=7))
 ```
+
+A saved model directory loads back with `model, vocab = ktg.load("runs/python-docs")`;
+after `import keras_textgen`, `keras.saving.load_model("runs/python-docs/model.keras")`
+works too.
 """
 
 __version__ = "0.1.0"
 
 import importlib
+
+from keras_textgen import custom_objects as _custom_objects
+
+# `keras.saving.load_model` needs TokenEncoding and PerGateLSTM registered: done now if
+# Keras is loaded, else as soon as it is (see keras_textgen/custom_objects.py).
+_custom_objects.register_when_keras_loads()
 
 # Public names -> the module that defines them. They are imported on first
 # use (PEP 562), so `import keras_textgen` does not load TensorFlow, and the
@@ -29,11 +39,13 @@ _EXPORTS = {
     "GreedySampler": "sampling", "RandomSampler": "sampling", "TopKSampler": "sampling", "TopPSampler": "sampling",
     "TextGenerator": "generation", "generate": "generation",
     "TokenEncoding": "layers", "PerGateLSTM": "lstm", "build_model": "model", "make_dataset": "data",
-    "TrainConfig": "training", "train": "training", "Vocabulary": "vocab", "load_model_dir": "artifacts",
+    "TrainConfig": "config", "train": "training", "Vocabulary": "vocab", "load_model_dir": "artifacts",
+    "load": "artifacts",
     "export_saved_model": "export", "export_tflite": "export", "LiteGenerator": "lite",
     "configure_threads": "threads",
 }
-_MODULES = {"corpus": "corpus", "errors": "errors", "samplers": "sampling", "export": "export", "lite": "lite"}
+_MODULES = {"corpus": "corpus", "errors": "errors", "samplers": "sampling", "export": "export", "lite": "lite",
+            "custom_objects": "custom_objects"}
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

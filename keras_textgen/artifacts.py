@@ -29,6 +29,7 @@ import zipfile
 
 import keras
 
+from keras_textgen import custom_objects
 from keras_textgen import errors
 from keras_textgen import io_utils
 from keras_textgen.vocab import Vocabulary
@@ -81,6 +82,21 @@ def load_json(model_dir, name, default=None):
         raise errors.ArtifactError(f"{p} is not valid JSON ({e})") from None
 
 
+def load(model_dir, compile=True):
+    """Loads `(model, vocab)` from a model directory (`model.keras` and `vocab.json`), with clear errors.
+
+    It works on what `keras-textgen train` writes and on a folder where a script
+    saved `model.save(DIR/"model.keras")` and `vocab.save(DIR/"vocab.json")`.
+
+    Example:
+
+    >>> model, vocab = keras_textgen.load("runs/python-docs")
+    >>> keras_textgen.generate(model, vocab, ["def "], max_length=40)
+    """
+    model, vocab, _ = load_model_dir(model_dir, compile=compile)
+    return model, vocab
+
+
 def load_model_dir(model_dir, compile=True):
     """Loads `(model, vocab, config)` from a model directory, with clear errors.
 
@@ -98,10 +114,7 @@ def load_model_dir(model_dir, compile=True):
     if not zipfile.is_zipfile(model_path):
         raise errors.ArtifactError(f"{model_path} is truncated or not a Keras model file")
     try:
-        import keras_textgen.layers  # noqa: F401  (registers TokenEncoding)
-        import keras_textgen.lstm  # noqa: F401  (registers PerGateLSTM)
-        import keras_textgen.schedules  # noqa: F401  (registers WarmupCosineDecay, the optimizer's schedule)
-
+        custom_objects.register()
         model = keras.saving.load_model(model_path, compile=compile)
     except Exception as e:  # Keras raises many kinds for corrupt archives
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

@@ -45,8 +45,9 @@ def _import_tensorflow_quietly():
             os.close(saved)
 
 
-_import_tensorflow_quietly()
-from keras_textgen.training import TrainConfig as D  # noqa: E402  (the one copy of the training defaults)
+# The one copy of the training defaults; keras_textgen.config imports no TensorFlow, so `--help`
+# and argument errors answer at once. TensorFlow loads in `main`, once a command runs.
+from keras_textgen.config import TrainConfig as D  # noqa: E402
 
 
 def _positive_int(text):
@@ -72,10 +73,10 @@ def _non_negative_int(text):
 def _duration(text):
     if text.strip().lower() in ("none", "off"):
         return None
-    from keras_textgen import errors, stopping
+    from keras_textgen import config, errors
 
     try:
-        return stopping.parse_duration(text)
+        return config.parse_duration(text)
     except errors.ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -102,7 +103,10 @@ def _number(text):
 def _add_corpus_args(p, required=True):
     p.add_argument("--corpus", required=required, metavar="SOURCE",
                    help="python-docs, a .txt/.csv/.tsv/.jsonl file, or tfds:NAME[:FEATURE]")
-    p.add_argument("--column", help="text column(s) of a CSV/TSV/JSONL file, comma-separated (joined by a space)")
+    p.add_argument("--column", help="text column(s) of a CSV/TSV/JSONL file, comma-separated (joined by a space); "
+                                    "in a CSV/TSV a name or a number from 1 (e.g. --column 2)")
+    p.add_argument("--header", action=argparse.BooleanOptionalAction,
+                   help="whether a CSV/TSV's first row names its columns (default: detected)")
     p.add_argument("--mode", choices=("lines", "chunks"), help="one example per line, or windows of a long text")
     p.add_argument("--data-dir", help="TensorFlow Datasets data_dir (prepared datasets)")
     p.add_argument("--manual-dir", help="TensorFlow Datasets manual_dir (source files, for offline use)")
@@ -189,9 +193,10 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print a JSON list of continuations")
 
     p = sub.add_parser("evaluate", help="validation loss of a model on a corpus",
-                       description="Print validation loss in nats and bits per token.")
+                       description="Print validation loss in nats and bits per token. Without --corpus, on the "
+                                   "corpus (and column, header, mode) the model was trained on, from its config.json.")
     p.add_argument("--model", required=True, metavar="MODEL_DIR")
-    _add_corpus_args(p)
+    _add_corpus_args(p, required=False)
     p.add_argument("--batch-size", type=_positive_int, default=64)
 
     p = sub.add_parser("export", help="export for TensorFlow Serving or TFLite",
@@ -214,7 +219,8 @@ def cmd_train(args):
     from keras_textgen import training
 
     config = training.TrainConfig(
-        corpus=args.corpus, level=args.level, mode=args.mode, column=args.column, data_dir=args.data_dir,
+        corpus=args.corpus, level=args.level, mode=args.mode, column=args.column, header=args.header,
+        data_dir=args.data_dir,
         manual_dir=args.manual_dir, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         validation_steps=args.validation_steps, validate_every=args.validate_every, patience=args.patience,
         time_budget=args.time_budget, lr_schedule=args.lr_schedule, batch_size=args.batch_size, seq_len=args.seq_len,
@@ -254,11 +260,27 @@ def cmd_generate(args):
 
 
 def cmd_evaluate(args):
-    from keras_textgen import artifacts, corpus as corpus_lib, data, model as model_lib
+    from keras_textgen import artifacts, corpus as corpus_lib, data, errors, model as model_lib
 
     model, vocab, config = artifacts.load_model_dir(args.model, compile=False)
-    corpus = corpus_lib.load(args.corpus, mode=args.mode or config.get("mode"), column=args.column,
-                             data_dir=args.data_dir, manual_dir=args.manual_dir)
+    recorded = args.corpus is None or args.corpus == config.get("corpus")
+    if recorded and not config.get("corpus"):
+        raise errors.ConfigError(f"{artifacts.path(args.model, artifacts.CONFIG_FILE)} records no training corpus: "
+                                 f"name one with --corpus")
+
+    def option(name):  # the flag, else (on the recorded corpus) what training used
+        value = getattr(args, name)
+        return config.get(name) if value is None and recorded else value
+
+    try:
+        corpus = corpus_lib.load(option("corpus"), mode=args.mode or config.get("mode"), column=option("column"),
+                                 header=option("header"), data_dir=option("data_dir"),
+                                 manual_dir=option("manual_dir"))
+    except errors.DataError as e:
+        if args.corpus is None:
+            raise errors.DataError(f"{e} (the corpus recorded in {artifacts.path(args.model, artifacts.CONFIG_FILE)}"
+                                   f"; name another with --corpus)") from None
+        raise
     ds = data.make_dataset(corpus.validation, vocab, mode=corpus.mode, batch_size=args.batch_size,
                            seq_len=config.get("seq_len", 100), shuffle=False)
     loss, tokens = model_lib.per_token_loss(model, ds)
@@ -320,6 +342,7 @@ COMMANDS = {"train": cmd_train, "export": cmd_export, "generate": cmd_generate, 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    _import_tensorflow_quietly()
     from keras_textgen import errors
 
     try:
@@ -328,7 +351,9 @@ def main(argv=None):
         print(f"keras-textgen {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"keras-textgen {args.command}: interrupted", file=sys.stderr)
+        hint = (f"; run the same command again to resume from the last backup in {args.out}"
+                if args.command == "train" else "")
+        print(f"keras-textgen {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

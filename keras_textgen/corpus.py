@@ -5,7 +5,8 @@ Sources (the `source` string of `load` and of `keras-textgen --corpus`):
 * `"python-docs"`: the standard library's `pydoc_data.topics` text, present
   with every CPython, so examples and tests run offline.
 * a file path: `.txt` (or any other extension) is plain text; `.csv`,
-  `.tsv` and `.jsonl` need `column=` (one name or several, joined by a space).
+  `.tsv` and `.jsonl` need `column=` (one name or several, joined by a space;
+  in a CSV/TSV also a 1-based number, with or without a header row).
 * `"tfds:NAME[:FEATURE]"`: a TensorFlow Datasets dataset, e.g.
   `"tfds:ag_news_subset:title"` or `"tfds:tiny_shakespeare"`.
 
@@ -56,7 +57,8 @@ class Corpus:
     source: str = ""
 
 
-def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_dir=None, manual_dir=None):
+def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_dir=None, manual_dir=None,
+         header=None):
     """Loads a corpus and splits it into train and validation texts.
 
     Args:
@@ -64,13 +66,18 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
         mode: `"lines"` or `"chunks"`; `None` picks the source's natural mode
             (chunks for python-docs and tiny_shakespeare, lines otherwise).
         column: for CSV/TSV/JSONL files, the text column, or a list of
-            columns (or a comma-separated string) joined with a space.
+            columns (or a comma-separated string) joined with a space. In a
+            CSV/TSV file a column is a header name or a 1-based number
+            (`"2"` or `2`), which also works without a header row.
         validation_fraction: share held out for validation when the source
             has no validation split of its own. The split is deterministic:
             every k-th line (lines mode) or the end of the text (chunks mode).
         data_dir: TFDS data directory (where prepared datasets live).
         manual_dir: TFDS manual download directory, e.g. a folder holding
             `tiny_shakespeare`'s `input.txt`, to load without network.
+        header: CSV/TSV only: whether the first row names the columns;
+            `None` detects it (a named column found there, or a numeric
+            column whose first cell is not a number, means a header).
 
     Returns:
         A `Corpus`.
@@ -93,7 +100,9 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
         return _from_documents(BUILTIN, source, [text], mode or "chunks", validation_fraction)
     if source.startswith("tfds:"):
         return _load_tfds(source, mode, validation_fraction, data_dir, manual_dir)
-    return _load_file(source, mode or "lines", column, validation_fraction)
+    if header not in (None, True, False):
+        raise errors.ConfigError(f"header must be True, False or None (detect), got {header!r}")
+    return _load_file(source, mode or "lines", column, validation_fraction, header)
 
 
 def _from_documents(name, source, documents, mode, validation_fraction):
@@ -154,13 +163,20 @@ def _read_text(path):
 def _columns(column):
     if column is None:
         return None
+    if isinstance(column, int) and not isinstance(column, bool):
+        column = [column]
     if isinstance(column, str):
         column = column.split(",")
-    columns = [c.strip() for c in column if c.strip()]
+    columns = [str(c).strip() for c in column if str(c).strip()]
     return columns or None
 
 
-def _load_file(path, mode, column, validation_fraction):
+def _is_position(column):
+    """Whether a `--column` value is a 1-based column number ("2") rather than a name."""
+    return column.isascii() and column.isdigit()
+
+
+def _load_file(path, mode, column, validation_fraction, header=None):
     name = os.path.splitext(os.path.basename(path))[0] or "corpus"
     ext = os.path.splitext(path)[1].lower()
     text = _read_text(path)
@@ -168,24 +184,95 @@ def _load_file(path, mode, column, validation_fraction):
     if ext in TABULAR or ext == ".jsonl":
         if not columns:
             raise errors.ConfigError(f"{path} is a {ext[1:].upper()} file: name its text column with --column")
-        rows = _read_jsonl(path, text, columns) if ext == ".jsonl" else _read_table(path, text, columns, TABULAR[ext])
+        if ext == ".jsonl":
+            if header is not None:
+                raise errors.ConfigError(f"--header/--no-header apply to .csv/.tsv files, not {os.path.basename(path)}")
+            rows = _read_jsonl(path, text, columns)
+        else:
+            rows = _read_table(path, text, columns, TABULAR[ext], header)
         # One row is one example in lines mode; a row's own newlines become spaces.
         rows = [" ".join(NEWLINES.split(r)) for r in rows]
         documents = ["\n".join(rows)]
     else:
         if columns:
             raise errors.ConfigError(f"--column applies to .csv/.tsv/.jsonl files, not {os.path.basename(path)}")
+        if header is not None:
+            raise errors.ConfigError(f"--header/--no-header apply to .csv/.tsv files, not {os.path.basename(path)}")
         documents = [text]
     return _from_documents(name, path, documents, mode, validation_fraction)
 
 
-def _read_table(path, text, columns, delimiter):
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = reader.fieldnames or []
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise errors.DataError(f"{path} has no column {missing[0]!r}; its columns are {header}")
-    return [" ".join((row[c] or "").strip() for c in columns if (row[c] or "").strip()) for row in reader]
+def _read_table(path, text, columns, delimiter, header=None):
+    """The text of `columns` (names, or 1-based numbers as strings) of each row of a CSV/TSV file."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = [row for row in reader if any(f.strip() for f in row)]
+    if not rows:
+        return []
+    first = [f.strip() for f in rows[0]]
+    declared = header
+    if header is None:
+        header = _has_header(rows, columns)
+    names = first if header else []
+    picked = []
+    for c in columns:
+        if _is_position(c):  # a number is a position, even where a header cell reads the same
+            if not 1 <= int(c) <= len(first):
+                raise errors.DataError(f"{path} has {len(first)} columns: --column {c} is out of range "
+                                       f"(columns are numbered from 1)")
+            picked.append(int(c) - 1)
+        elif c in names:
+            picked.append(names.index(c))
+        elif header:
+            raise errors.DataError(f"{path} has no column {c!r}; its columns are {names} "
+                                   f"(pick one by name, or by number from 1, e.g. --column {len(names)})")
+        else:
+            why = ("it is read without a header row (--no-header)" if declared is False
+                   else "its first row looks like data, not a header")
+            shown = ", ".join(f"{i}: {_short(f)!r}" for i, f in enumerate(first, start=1))
+            raise errors.DataError(f"{path} has no column {c!r}: {why}, so pick columns by number from 1, "
+                                   f"e.g. --column {len(first)} (first row: {shown}; pass --header if it names "
+                                   f"the columns)")
+    body = rows[1:] if header else rows
+    return [" ".join(row[i].strip() for i in picked if i < len(row) and row[i].strip()) for row in body]
+
+
+def _short(text, width=24):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _has_header(rows, columns, sample=100):
+    """Whether the first row of a table is a header (when `header=None`).
+
+    A column named in `columns` (not a number) is looked up in the first row:
+    found means a header. Otherwise, as `csv.Sniffer.has_header` does, a
+    column whose other rows are all numbers votes for a header if its first
+    cell is not a number and against if it is (AG News as distributed:
+    `"3","Title","Description"` rows). Without any vote the first row is data.
+    """
+    first = [f.strip() for f in rows[0]]
+    if any(c in first for c in columns if not _is_position(c)):
+        return True
+    if any(not _is_position(c) for c in columns):
+        return _votes(rows, sample) >= 0  # a name not in the first row: say so against the header
+    return _votes(rows, sample) > 0
+
+
+def _votes(rows, sample):
+    first, body = rows[0], rows[1:sample + 1]
+    votes = 0
+    for i, cell in enumerate(first):
+        values = [row[i].strip() for row in body if i < len(row) and row[i].strip()]
+        if values and all(_is_number(v) for v in values):
+            votes += -1 if _is_number(cell.strip()) else 1
+    return votes
 
 
 def _read_jsonl(path, text, columns):

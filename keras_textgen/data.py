@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from keras_textgen import errors
 from keras_textgen import vocab as vocab_lib
+from keras_textgen.config import DEFAULT_MAX_LENGTH  # noqa: F401  (one copy, importable without TensorFlow)
 
-DEFAULT_MAX_LENGTH = 256
 # Lines mode works on windows of this many batches at a time (see lines_batches).
 WINDOW_BATCHES = 32
 # Random tokens of slack in the length sort, so batches change from epoch to epoch.

@@ -15,3 +15,7 @@ class ConfigError(KerasTextgenError):
 
 class ArtifactError(KerasTextgenError):
     """A saved model, vocabulary or export is missing, corrupt or mismatched."""
+
+
+class BusyError(KerasTextgenError):
+    """Another process is writing the same model directory or export (see keras_textgen.lock)."""

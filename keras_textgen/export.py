@@ -28,6 +28,7 @@ from keras_textgen import artifacts
 from keras_textgen import errors
 from keras_textgen import generation
 from keras_textgen import io_utils
+from keras_textgen import lock
 from keras_textgen import vocab as vocab_lib
 
 DEFAULT_BASE_DIR = "saved_models"
@@ -151,11 +152,23 @@ def export_saved_model(model_or_dir, vocab=None, base_dir=DEFAULT_BASE_DIR, name
     ...     seed=tf.constant(0, tf.int64))["text"]
     """
     name = _check_name(name or _default_name(model_or_dir))
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+        raise errors.ConfigError(f"version must be a positive integer (TF Serving ignores other names), got {version!r}")
+    with _export_lock(base_dir, name):  # two exports at once would pick the same version
+        return _export_saved_model(model_or_dir, vocab, base_dir, name, version, force)
+
+
+def _export_lock(base_dir, name):
+    """One export of `name` at a time: `base_dir/.<name>.lock` (see keras_textgen.lock)."""
+    base_dir = os.fspath(base_dir)
+    _check_writable(base_dir)
+    return lock.hold(os.path.join(base_dir, f".{name}.lock"), "export", target=os.path.join(base_dir, name))
+
+
+def _export_saved_model(model_or_dir, vocab, base_dir, name, version, force):
     existing = versions(base_dir, name)
     if version is None:
         version = (existing[-1] + 1) if existing else 1
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise errors.ConfigError(f"version must be a positive integer (TF Serving ignores other names), got {version!r}")
     target = os.path.join(os.fspath(base_dir), name, str(version))
     if os.path.exists(target) and not force:
         raise errors.ConfigError(f"{target} already exists; pass --force to replace it or choose another --version")
@@ -276,6 +289,11 @@ def export_tflite(model_or_dir, vocab=None, base_dir=DEFAULT_BASE_DIR, name=None
     model, vocab = _load(model_or_dir, vocab)
     _check_writable(os.fspath(base_dir))
     flatbuffer, vocab_json = convert_tflite(model, vocab, quantize)
+    with _export_lock(base_dir, name):
+        return _write_tflite(base_dir, name, quantize, flatbuffer, vocab_json)
+
+
+def _write_tflite(base_dir, name, quantize, flatbuffer, vocab_json):
     paths = tflite_paths(base_dir, name)
     io_utils.remove_stale_temporaries(base_dir)  # hidden files left by a killed export
     with io_utils.atomic_path(paths[quantize]) as tmp:

@@ -1,7 +1,9 @@
 """A reference on-device client: text generation from an exported `.tflite` with LiteRT.
 
 It uses only NumPy and `ai_edge_litert` (the runtime apps ship; the old
-`tf.lite.Interpreter` is deprecated), so it reads like what an app does:
+`tf.lite.Interpreter` is deprecated), never TensorFlow: `pip install
+ai-edge-litert numpy` and this package's files are enough on a device. It
+reads like what an app does:
 
 1. read the vocabulary from the model's `vocab` signature (one file to ship),
 2. run `prime` once on `[EOS] + prompt ids` to get the LSTM states,
@@ -18,11 +20,13 @@ Signatures of the `.tflite` (pass inputs by name; LiteRT sorts them):
 """
 
 import json
+import os
 import re
 
 import numpy as np
 
-from keras_textgen import vocab as vocab_lib
+from keras_textgen import errors
+from keras_textgen import tokens as vocab_lib  # the reserved ids; keras_textgen.vocab would load TensorFlow
 
 # tf.strings uses RE2, whose \w is ASCII-only; re.ASCII makes Python agree.
 _WORDS = re.compile(vocab_lib.WORD_PATTERN, re.ASCII)
@@ -44,8 +48,10 @@ class LiteGenerator:
     def __init__(self, path, num_threads=1):
         from ai_edge_litert.interpreter import Interpreter
 
-        from keras_textgen import errors
-
+        if not os.path.exists(path):
+            raise errors.ArtifactError(f"TFLite model not found: {os.fspath(path)}")
+        if os.path.isdir(path):
+            raise errors.ArtifactError(f"{os.fspath(path)} is a directory, not a .tflite file")
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
             self._step = self.interpreter.get_signature_runner("step")

@@ -7,49 +7,11 @@ the time already spent and the evaluations already seen.
 """
 
 import math
-import re
 import time
 
 import keras
 
-from keras_textgen import errors
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
-
-
-def parse_duration(text):
-    """`"90s"`, `"10m"`, `"2h"`, `"1.5h"` or a bare number of seconds -> seconds (a float > 0).
-
-    Raises:
-        ConfigError: not a positive duration.
-
-    Example:
-
-    >>> parse_duration("10m")
-    600.0
-    """
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        match = _DURATION.match(str(text))
-        if not match:
-            raise errors.ConfigError(f"expected a duration such as 90s, 10m or 2h, got {text!r}")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[(match.group(2) or "s").lower()]
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise errors.ConfigError(f"a time budget must be longer than 0 seconds, got {text!r}")
-    return seconds
-
-
-def format_duration(seconds):
-    """Seconds -> e.g. '5m 0s', '2h 0m', '45s'."""
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m {seconds % 60}s"
-    return f"{seconds}s"
-
+from keras_textgen.config import format_duration, parse_duration  # noqa: F401  (TensorFlow-free, for the CLI)
 
 class RunClock(keras.callbacks.Callback):
     """Counts a run's training seconds across restarts, ends the run at its budget and drives its schedule.

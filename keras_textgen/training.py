@@ -24,6 +24,7 @@ from keras_textgen import corpus as corpus_lib
 from keras_textgen import data as data_lib
 from keras_textgen import errors
 from keras_textgen import io_utils
+from keras_textgen import lock
 from keras_textgen import model as model_lib
 from keras_textgen import schedules
 from keras_textgen import sizing
@@ -33,106 +34,11 @@ from keras_textgen import vocab as vocab_lib
 from keras_textgen.vocab import Vocabulary
 
 
-DEFAULT_TIME_BUDGET = 300.0  # seconds: a first run on a laptop ends by itself within minutes (docs/training.md)
-AUTO_FIELDS = ("batch_size", "units", "layers", "embedding_dim", "dropout", "learning_rate", "weight_decay",
-               "max_tokens", "min_frequency")
-SCHEDULES = ("cosine", "constant")
+# The dataclass lives in keras_textgen.config (no TensorFlow import: the CLI reads its defaults).
+from keras_textgen.config import AUTO_FIELDS, DEFAULT_TIME_BUDGET, SCHEDULES, TrainConfig  # noqa: E402,F401
+
 WARMUP_STEPS = 100  # at most; a tenth of a shorter run
 LR_FLOOR = 0.1  # the schedule's last learning rate, as a fraction of its peak
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything `train` needs; the CLI flags map one to one onto these fields."""
-
-    corpus: str = "python-docs"
-    level: str = "char"
-    mode: str = None
-    column: str = None
-    data_dir: str = None
-    manual_dir: str = None
-    epochs: int = 100  # an upper bound: early stopping or the time budget usually ends the run first
-    steps_per_epoch: int = None
-    validation_steps: int = None
-    validate_every: int = None  # steps between evaluations; None: at each epoch's end
-    patience: int = 5  # evaluations without a better validation loss before the run stops; 0: never
-    time_budget: float = DEFAULT_TIME_BUDGET  # seconds of training; None: no budget
-    lr_schedule: str = "cosine"  # or "constant"
-    seq_len: int = 100
-    max_line_length: int = data_lib.DEFAULT_MAX_LENGTH
-    cell: str = "lstm"
-    # None: picked from the corpus's size (keras_textgen.sizing); a given value overrides the rule.
-    batch_size: int = None
-    units: int = None
-    layers: int = None
-    embedding_dim: int = None  # 0: one-hot inputs
-    dropout: float = None
-    learning_rate: float = None
-    weight_decay: float = None  # AdamW's; 0: Adam
-    max_tokens: int = None
-    min_frequency: int = None
-    lowercase: bool = False
-    seed: int = None
-    backup_every: int = 50
-    sample_prompts: tuple = ("",)
-    sample_length: int = 120
-    strategy: str = None
-    force: bool = False
-    deterministic: bool = False
-    intra_op_threads: object = threads.AUTO  # or an int >= 0; see keras_textgen.threads
-    steps_per_execution: int = None  # None: automatic (`steps_per_execution_for`); 1 under a strategy
-
-    def validate(self):
-        positive = {"epochs": self.epochs, "seq_len": self.seq_len, "backup_every": self.backup_every,
-                    "max_line_length": self.max_line_length, "sample_length": self.sample_length}
-        for name in ("steps_per_epoch", "validation_steps", "max_tokens", "steps_per_execution", "validate_every",
-                     "batch_size", "units", "layers", "min_frequency"):
-            if getattr(self, name) is not None:
-                positive[name] = getattr(self, name)
-        for name, value in positive.items():
-            if not _is_int(value) or value < 1:
-                raise errors.ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("patience", "embedding_dim"):
-            value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 0):
-                raise errors.ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.time_budget is not None and not (_is_number(self.time_budget) and self.time_budget > 0):
-            raise errors.ConfigError(f"time_budget must be a number of seconds > 0 (or None), got {self.time_budget!r}")
-        if self.weight_decay is not None and not (_is_number(self.weight_decay) and self.weight_decay >= 0):
-            raise errors.ConfigError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
-        if self.lr_schedule not in SCHEDULES:
-            raise errors.ConfigError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
-        broken = [p for p in self.sample_prompts if not isinstance(p, str) or not vocab_lib.is_unicode_text(p)]
-        if broken:
-            raise errors.ConfigError(f"sample prompt {broken[0]!r} is not Unicode text (a lone surrogate: "
-                                     f"undecodable bytes?)")
-        if self.max_line_length < 2:
-            raise errors.ConfigError(f"max_line_length must be at least 2 (a token and its EOS), "
-                                     f"got {self.max_line_length}")
-        if self.level not in ("char", "word"):
-            raise errors.ConfigError(f"level must be 'char' or 'word', got {self.level!r}")
-        if self.mode not in (None, "lines", "chunks"):
-            raise errors.ConfigError(f"mode must be 'lines' or 'chunks', got {self.mode!r}")
-        if self.learning_rate is not None and not (_is_number(self.learning_rate) and self.learning_rate > 0):
-            raise errors.ConfigError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if self.dropout is not None and not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
-            raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.strategy not in (None, "default") + STRATEGIES:
-            raise errors.ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.deterministic and self.seed is None:
-            raise errors.ConfigError("deterministic training needs a seed (--seed)")
-        threads.resolve(self.intra_op_threads)
-        if self.steps_per_execution is not None:
-            check_steps_per_execution(self.steps_per_execution, {"steps_per_epoch": self.steps_per_epoch,
-                                                                 "validation_steps": self.validation_steps})
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def fill_from_corpus(config, tokens, vocab_size=None):
@@ -250,7 +156,7 @@ def prepare(config, replicas=1):
         A `Prepared`: `(corpus, vocab, train_ds, val_ds, config, tokens, pass_steps)`.
         The training dataset repeats when `steps_per_epoch` or `validate_every` is set.
     """
-    corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column,
+    corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
                              data_dir=config.data_dir, manual_dir=config.manual_dir)
     tokens = sizing.count_tokens(corpus.train, config.level, config.lowercase)
     min_frequency, max_tokens = sizing.vocabulary_settings(tokens, config.level)
@@ -432,6 +338,28 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
         `(model, vocab, history_dict)`; the history is empty on a worker
         that is not the chief.
     """
+    config.validate()
+    # One run per model directory: a second one fails at once, naming this process (keras_textgen.lock).
+    with lock.hold_directory(model_dir, "train") if _writes_model_dir(config) else contextlib.nullcontext():
+        return _train(config, model_dir, print_fn, verbose)
+
+
+def _writes_model_dir(config):
+    """Whether this process writes the model directory: all but the non-chief workers of a multi-worker run."""
+    if config.strategy != "multi-worker":
+        return True
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+        if "chief" in cluster:
+            return task.get("type") == "chief"
+        return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
+    except (ValueError, TypeError, AttributeError):
+        return True  # get_strategy reports a broken TF_CONFIG
+
+
+def _train(config, model_dir, print_fn, verbose):
+    """`train`, with the model directory locked."""
     config.validate()
     model_dir = os.fspath(model_dir)
     # First of all, before any TensorFlow op runs: the thread pools, then a multi-worker strategy's collectives.

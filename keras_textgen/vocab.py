@@ -11,17 +11,11 @@ import tensorflow as tf
 from keras_textgen import errors
 from keras_textgen import io_utils
 
-PAD_ID = 0
-OOV_ID = 1
-EOS_ID = 2
-PAD_TOKEN = ""
-OOV_TOKEN = "[UNK]"
-EOS_TOKEN = "[EOS]"
+from keras_textgen.tokens import (  # noqa: F401  (re-exported: the reserved ids, defined without TensorFlow)
+    EOS_ID, EOS_TOKEN, OOV_ID, OOV_TOKEN, PAD_ID, PAD_TOKEN, WORD_PATTERN)
+
 LEVELS = ("char", "word")
 FORMAT_VERSION = 1
-# Words are runs of letters/digits/underscore; every other non-space
-# character is a token of its own, so punctuation survives generation.
-WORD_PATTERN = r"(\w+|[^\w\s])"
 # Char vocabularies whose code points are all below this also get a dense
 # code point -> id table (at most 512 KB), the fast path of `encode`.
 MAX_TABLE_CODEPOINT = 1 << 17

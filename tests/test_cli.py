@@ -114,10 +114,113 @@ def test_evaluate_and_info(trained, capsys):
     assert "LSTM(16)" in out and "parameters:" in out and "history:" in out
 
 
+def test_headerless_ag_news_csv_trains_by_column_number_and_evaluate_reuses_the_recorded_corpus(tmp_path, capsys):
+    from test_corpus import AG_NEWS_ROWS, write_ag_news_csv
+
+    corpus = write_ag_news_csv(tmp_path / "train.csv")
+    model_dir = tmp_path / "ag"
+    assert cli.main(["train", "--corpus", str(corpus), "--column", "2", "--out", str(model_dir), *TINY]) == 0
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["column"] == "2" and config["header"] is None and config["mode"] == "lines"
+    vocab = ktg.Vocabulary.load(str(model_dir / "vocab.json"))
+    title_chars = set("".join(row[1] for row in AG_NEWS_ROWS))
+    assert set(vocab.get_vocabulary()[3:]) <= title_chars  # trained on titles only, not descriptions
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", str(model_dir)]) == 0  # no --corpus: the recorded one
+    recorded = capsys.readouterr().out
+    assert cli.main(["evaluate", "--model", str(model_dir), "--corpus", str(corpus), "--column", "2"]) == 0
+    explicit = capsys.readouterr().out
+    assert recorded == explicit and "validation loss:" in recorded
+    assert cli.main(["evaluate", "--model", str(model_dir), "--corpus", str(corpus), "--column", "3"]) == 0
+    assert capsys.readouterr().out != recorded  # the flags do choose: descriptions score differently
+
+
+def test_evaluate_without_corpus_when_none_is_recorded_or_it_moved(trained, tmp_path, capsys):
+    import shutil
+
+    _, model_dir = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "corpus": str(tmp_path / "moved.txt")}))
+    assert cli.main(["evaluate", "--model", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "corpus file not found" in err and "the corpus recorded in" in err and len(err.strip().splitlines()) == 1
+    del config["corpus"]
+    (copy / "config.json").write_text(json.dumps(config))
+    assert cli.main(["evaluate", "--model", str(copy)]) == 2
+    assert "records no training corpus: name one with --corpus" in capsys.readouterr().err
+
+
+def test_interrupted_train_says_rerunning_resumes_and_it_does(tmp_path, monkeypatch, capsys):
+    import keras
+
+    from keras_textgen import training
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:  # Ctrl-C in epoch 2, after epoch 1 was backed up
+                raise KeyboardInterrupt
+
+    default_callbacks = training.default_callbacks
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(LINES) + "\n")
+    args = ["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), *TINY]
+    monkeypatch.setattr(training, "default_callbacks", lambda *a, **k: default_callbacks(*a, **k) + [CtrlC()])
+    assert cli.main(args) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == (f"keras-textgen train: interrupted; run the same command again to resume from the last "
+                           f"backup in {tmp_path / 'm'}")
+    monkeypatch.setattr(training, "default_callbacks", default_callbacks)
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "Resuming the unfinished run" in out, out
+    assert "Epoch 1/2" not in out  # epoch 1 is not trained again
+    assert json.loads((tmp_path / "m" / "history.json").read_text())["epoch"] == [1, 2]
+
+
 def test_help_for_every_command():
     for command in ("train", "generate", "evaluate", "info", "export"):
         result = run_cli(command, "--help")
         assert result.returncode == 0 and "usage: keras-textgen" in result.stdout
+
+
+# Runs the CLI's main in a fresh process, then reports which heavy modules it imported.
+_IMPORT_PROBE = """
+import json, sys
+from keras_textgen.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:
+    code = e.code
+print(json.dumps({"code": code, "loaded": sorted(m for m in ("tensorflow", "keras", "numpy") if m in sys.modules)}))
+"""
+
+
+def _probe_imports(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, *args], capture_output=True, text=True, env=env,
+                            timeout=600)
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["evaluate", "--help"],
+                                  ["train", "--corpus", "c.txt", "--out", "m", "--epochs", "0"],
+                                  ["no-such-command"]])
+def test_help_and_argument_errors_do_not_import_tensorflow(args):
+    report, stderr = _probe_imports(*args)
+    assert report["code"] in (0, 2), stderr
+    assert report["loaded"] == [], f"{args} imported {report['loaded']}"
+    if report["code"] == 2:
+        assert len(stderr.strip().splitlines()) == 1 and "error:" in stderr
+
+
+def test_a_command_that_runs_does_import_tensorflow(tmp_path):
+    """The probe above sees TensorFlow when it is imported: its empty list is not vacuous."""
+    report, stderr = _probe_imports("info", "--model", str(tmp_path / "missing"))
+    assert report["code"] == 2 and "model directory not found" in stderr
+    assert "tensorflow" in report["loaded"]
 
 
 def test_python_dash_m_runs_the_same_command_line(tmp_path):

@@ -109,6 +109,86 @@ def test_csv_missing_column(tmp_path):
         ktg.corpus.load(str(path))
 
 
+# AG News as distributed (train.csv): no header row, every field quoted, class index first.
+AG_NEWS_ROWS = [
+    ("3", "Wall St. Bears Claw Back Into the Black (Reuters)",
+     "Reuters - Short-sellers, Wall Street's dwindling\\band of ultra-cynics, are seeing green again."),
+    ("3", "Carlyle Looks Toward Commercial Aerospace (Reuters)", "Reuters - Private investment firm Carlyle Group."),
+    ("3", "Oil and Economy Cloud Stocks' Outlook (Reuters)", "Reuters - Soaring crude prices plus worries."),
+    ("4", "Iraq Halts Oil Exports from Main Southern Pipeline", 'Authorities have halted oil "export" flows.'),
+    ("2", "Sharapova Wins the Title", "Maria Sharapova, 17, won."),
+    ("1", "Rebels Take Town, Army Says", "Rebels took the town,\nthe army said."),
+]
+
+
+def write_ag_news_csv(path):
+    """Writes AG_NEWS_ROWS as the distributed file: `"3","Title","Description"` rows, no header."""
+    def quote(field):
+        return '"' + field.replace('"', '""') + '"'
+
+    path.write_text("".join(",".join(quote(f) for f in row) + "\n" for row in AG_NEWS_ROWS), encoding="utf-8")
+    return path
+
+
+def all_texts(corpus):
+    return texts(corpus.train) + texts(corpus.validation)
+
+
+def test_headerless_ag_news_csv_by_column_number(tmp_path):
+    path = write_ag_news_csv(tmp_path / "train.csv")
+    titles = [row[1] for row in AG_NEWS_ROWS]
+    for column in ("2", 2, [2]):
+        corpus = ktg.corpus.load(str(path), column=column, validation_fraction=0.34)
+        assert sorted(all_texts(corpus)) == sorted(titles)  # the first row is data: detected, not dropped
+    both = ktg.corpus.load(str(path), column="2,3", validation_fraction=0.34)
+    assert "Rebels Take Town, Army Says Rebels took the town, the army said." in all_texts(both)
+    assert 'Iraq Halts Oil Exports from Main Southern Pipeline Authorities have halted oil "export" flows.' \
+        in all_texts(both)
+    declared = ktg.corpus.load(str(path), column=2, header=False, validation_fraction=0.34)
+    assert sorted(all_texts(declared)) == sorted(titles)
+    # Declared a header, the first row names the columns and is not an example.
+    assert sorted(all_texts(ktg.corpus.load(str(path), column=2, header=True, validation_fraction=0.34))) == \
+        sorted(titles[1:])
+
+
+def test_a_header_row_is_detected_and_numbers_still_work(tmp_path):
+    path = tmp_path / "news.csv"
+    path.write_text("label,title\n1,Stocks rise\n2,Rain ahead\n3,Team wins\n")
+    expected = ["Rain ahead", "Stocks rise", "Team wins"]
+    assert sorted(all_texts(ktg.corpus.load(str(path), column="2", validation_fraction=0.34))) == expected
+    assert sorted(all_texts(ktg.corpus.load(str(path), column="title", validation_fraction=0.34))) == expected
+    # Declared headerless, the header row is an example like the others.
+    assert sorted(all_texts(ktg.corpus.load(str(path), column=2, header=False, validation_fraction=0.25))) == \
+        expected + ["title"]
+
+
+def test_column_errors_say_how_to_pick_by_number(tmp_path):
+    headerless = write_ag_news_csv(tmp_path / "train.csv")
+    with pytest.raises(errors.DataError, match=r"no column 'title': its first row looks like data, not a header, "
+                                               r"so pick columns by number from 1, e\.g\. --column 3 "
+                                               r"\(first row: 1: '3', 2: 'Wall St"):
+        ktg.corpus.load(str(headerless), column="title")
+    with pytest.raises(errors.DataError, match=r"read without a header row \(--no-header\)"):
+        ktg.corpus.load(str(headerless), column="title", header=False)
+    with pytest.raises(errors.DataError, match=r"has 3 columns: --column 4 is out of range"):
+        ktg.corpus.load(str(headerless), column="2,4")
+    with pytest.raises(errors.DataError, match=r"--column 0 is out of range \(columns are numbered from 1\)"):
+        ktg.corpus.load(str(headerless), column=0)
+    named = tmp_path / "named.csv"
+    named.write_text("title,label\nx,1\ny,2\n")
+    with pytest.raises(errors.DataError, match=r"no column 'body'; its columns are \['title', 'label'\] "
+                                               r"\(pick one by name, or by number from 1, e\.g\. --column 2\)"):
+        ktg.corpus.load(str(named), column="body")
+    with pytest.raises(errors.ConfigError, match="apply to .csv/.tsv files"):
+        ktg.corpus.load(str(_txt(tmp_path)), header=False)
+
+
+def _txt(folder):
+    path = folder / "plain.txt"
+    path.write_text("one\ntwo\n")
+    return path
+
+
 def test_jsonl_errors_name_the_line(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text('{"t": "a"}\n{broken\n')
