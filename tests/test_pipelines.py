@@ -6,12 +6,13 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SHAKESPEARE_DIR
+from conftest import ROOT, SHAKESPEARE_DIR, needs_shakespeare
 
 SCRIPTS = ["python_docs.py", "tiny_shakespeare.py", "ag_news_titles.py", "word_level.py"]
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", [pytest.param(s, marks=needs_shakespeare) if s == "tiny_shakespeare.py" else s
+                                    for s in SCRIPTS])
 def test_pipeline_quick_run(script, tmp_path):
     extra = ["--manual-dir", str(SHAKESPEARE_DIR), "--data-dir", str(tmp_path / "tfds")] \
         if script == "tiny_shakespeare.py" else []
