@@ -1,9 +1,9 @@
-"""Bad input, one case per row of the README's table, through the CLI where there is one.
+"""Bad input, one case per row of the table in docs/reliability.md, through the CLI where there is one.
 
 Each row either expects the CLI's one-line error (`keras-textgen...: error: ...`
 on stderr, exit code 2, no traceback, nothing written) or a documented
 behaviour that is checked. `python tests/test_bad_inputs.py` prints the
-README table from `ROWS`, so the table and the tests cannot drift apart.
+table from `ROWS`, so the table and the tests cannot drift apart.
 Property-based tests (hypothesis) at the end cover the vocabulary, the
 targets and the loss mask for arbitrary input.
 """
@@ -40,7 +40,7 @@ CORPUS_BYTES = ("\ufeff" + "\r\n".join(LINES[:4]) + "\r" + "\r".join(LINES[4:8])
 class Row:
     area: str
     case: str
-    expected: str  # the README's "what happens" column
+    expected: str  # the "what happens" column of docs/reliability.md
     args: list = None  # CLI arguments (placeholders: CORPUS, MODEL, OUT, TMP, BASE)
     error: str = None  # the error message must contain this
     check: object = None  # or: a function(ctx, code, out, err) checking a documented behaviour
@@ -446,10 +446,10 @@ def test_property_masked_positions_never_change_the_loss(data):
     assert math.isfinite(loss)
 
 
-def test_readme_has_the_table_of_these_rows():
-    """The README's bad-input table is `readme_table()` verbatim (regenerate it with this file as a script)."""
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
-    assert readme_table() in readme
+def test_reliability_doc_has_the_table_of_these_rows():
+    """docs/reliability.md's bad-input table is `readme_table()` verbatim (regenerate it with this file as a script)."""
+    doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "reliability.md")).read()
+    assert readme_table() in doc
 
 
 if __name__ == "__main__":
