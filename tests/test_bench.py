@@ -55,6 +55,7 @@ def smoke(tmp_path_factory):
 
 
 @needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_writes_every_section_with_numbers(smoke):
     _, results = smoke
     for section, keys in HEADLINES.items():
@@ -70,6 +71,7 @@ def test_smoke_run_writes_every_section_with_numbers(smoke):
 
 
 @needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_trains_the_package_with_both_thread_settings(smoke):
     """In-process rows keep TensorFlow's defaults; the child rows are set up like `keras-textgen train`."""
     from keras_textgen import threads
@@ -84,6 +86,7 @@ def test_smoke_run_trains_the_package_with_both_thread_settings(smoke):
 
 
 @needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_times_the_exports_when_the_modules_exist(smoke):
     _, results = smoke
     gen = results["generation"]
@@ -100,6 +103,7 @@ def test_smoke_run_times_the_exports_when_the_modules_exist(smoke):
 
 
 @needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_records_the_run_and_checks_the_targets(smoke):
     out, results = smoke
     meta = results["meta"]
@@ -124,6 +128,7 @@ def test_smoke_run_records_the_run_and_checks_the_targets(smoke):
 
 
 @needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_scores_the_package_in_both_modes(smoke):
     """Quality: lines and chunks rows; the target uses the better one, whichever it is."""
     _, results = smoke
@@ -166,6 +171,7 @@ def test_context_windows_score_each_validation_line_after_the_text_before_it():
 
 
 @needs_shakespeare
+@pytest.mark.slow
 def test_quality_chunks_variant_trains_with_the_batch_size_and_dropout_asked():
     from bench import config, corpora, quality
 
@@ -177,6 +183,7 @@ def test_quality_chunks_variant_trains_with_the_batch_size_and_dropout_asked():
     assert math.isfinite(row["val_bits_per_char"])
 
 
+@pytest.mark.slow
 def test_quality_variant_flags_are_refused_in_lines_mode():
     result = subprocess.run([sys.executable, "-m", "bench.quality", "--mode", "lines", "--dropout", "0.2"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
@@ -210,6 +217,7 @@ def test_targets_are_judged_in_the_right_direction():
     assert "| Target |" in report.markdown({"targets": report.targets(results)})
 
 
+@pytest.mark.slow
 def test_unknown_section_is_refused():
     result = subprocess.run([sys.executable, "-m", "bench.run", "--only", "pipline"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)

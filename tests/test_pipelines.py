@@ -8,6 +8,8 @@ import pytest
 
 from conftest import ROOT, SHAKESPEARE_DIR, needs_shakespeare
 
+pytestmark = pytest.mark.slow  # every test runs a pipeline script in a child process; `make test-fast` leaves them out
+
 SCRIPTS = ["python_docs.py", "tiny_shakespeare.py", "ag_news_titles.py", "word_level.py"]
 
 
