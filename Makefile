@@ -3,6 +3,8 @@
 #   make run   -> set up .venv, train briefly on the built-in corpus, print samples, export
 #                 (a fixed number of steps and no time budget, so a seeded run is reproducible)
 #   make test  -> set up .venv, run the test suite
+#   make test-fast -> the unit tier for the edit loop: the suite without the tests marked `slow`
+#                     (trainings, exports, child-process CLI runs, distribution, reliability)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +13,7 @@ MODEL_DIR ?= runs/python-docs
 EPOCHS ?= 6
 STEPS ?= 150
 
-.PHONY: run test bench bench-defaults install clean
+.PHONY: run test test-fast bench bench-defaults install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -181,7 +181,7 @@ def run_package(train, val, curve_val, vocab, settings):
 def run_package_chunks(train, document, val_count, curve_count, settings, batch_size=64, dropout=0.0):
     """The package in chunks mode: the training lines joined in file order; validation lines in context.
 
-    `batch_size` and `dropout` (`build_model`'s) are for the README's variants; `make bench` runs the defaults.
+    `batch_size` and `dropout` (`build_model`'s) are for the variants in bench/HISTORY.md; `make bench` runs the defaults.
     """
     s = settings
     text = "\n".join(train)

@@ -1,9 +1,9 @@
-"""Bad input, one case per row of the README's table, through the CLI where there is one.
+"""Bad input, one case per row of the table in docs/reliability.md, through the CLI where there is one.
 
 Each row either expects the CLI's one-line error (`keras-textgen...: error: ...`
 on stderr, exit code 2, no traceback, nothing written) or a documented
 behaviour that is checked. `python tests/test_bad_inputs.py` prints the
-README table from `ROWS`, so the table and the tests cannot drift apart.
+table from `ROWS`, so the table and the tests cannot drift apart.
 Property-based tests (hypothesis) at the end cover the vocabulary, the
 targets and the loss mask for arbitrary input.
 """
@@ -40,12 +40,23 @@ CORPUS_BYTES = ("\ufeff" + "\r\n".join(LINES[:4]) + "\r" + "\r".join(LINES[4:8])
 class Row:
     area: str
     case: str
-    expected: str  # the README's "what happens" column
+    expected: str  # the "what happens" column of docs/reliability.md
     args: list = None  # CLI arguments (placeholders: CORPUS, MODEL, OUT, TMP, BASE)
     error: str = None  # the error message must contain this
     check: object = None  # or: a function(ctx, code, out, err) checking a documented behaviour
     setup: object = None  # a function(ctx) preparing files, returning replacements
     env: dict = None
+    uses_model: bool = False  # setup or check reads MODEL without naming it in args
+
+    @property
+    def needs_model(self):
+        """Whether the row needs the `trained` fixture (a CLI training, the slow part of this table)."""
+        return self.uses_model or self.args is None or "MODEL" in self.args
+
+    @property
+    def slow(self):
+        """Rows that train or generate: `make test-fast` leaves them out (the error rows stay in)."""
+        return self.needs_model or self.check is not None
 
 
 def _file(name, data):
@@ -197,7 +208,7 @@ ROWS = [
     Row("training", "--out is a file", "error", _train(), "exists and is not a directory",
         setup=lambda ctx: {**_file("c.txt", "\n".join(LINES))(ctx), "OUT": str(_touch(ctx["TMP"] / "afile"))}),
     Row("training", "--out holds a finished model, no --force", "error: pass --force", _train(), "pass --force",
-        setup=lambda ctx: {**_file("c.txt", "\n".join(LINES))(ctx), "OUT": ctx["MODEL"]}),
+        setup=lambda ctx: {**_file("c.txt", "\n".join(LINES))(ctx), "OUT": ctx["MODEL"]}, uses_model=True),
     Row("training", "--strategy bogus", "error: invalid choice", _train("--strategy", "bogus"), "invalid choice",
         setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--strategy multi-worker with malformed TF_CONFIG", "error: TF_CONFIG is not valid JSON",
@@ -314,8 +325,10 @@ def _run(ctx, args, env=None):
     return code, captured.out, captured.err
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[f"{r.area}: {r.case}" for r in ROWS])
-def test_row(row, trained, tmp_path, capsys):
+@pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.slow) if r.slow else r for r in ROWS],
+                         ids=[f"{r.area}: {r.case}" for r in ROWS])
+def test_row(row, request, tmp_path, capsys):
+    trained = request.getfixturevalue("trained") if row.needs_model else {}
     ctx = {**trained, "TMP": tmp_path, "OUT": str(tmp_path / "out"), "BASE": str(tmp_path / "saved"),
            "capsys": capsys}
     capsys.readouterr()
@@ -334,7 +347,7 @@ def test_row(row, trained, tmp_path, capsys):
     assert lines[0].startswith("keras-textgen") and ": error: " in lines[0], err
     assert row.error in lines[0], err
     assert out == ""
-    if row.args[0] == "train" and ctx["OUT"] != trained["MODEL"]:
+    if row.args[0] == "train" and ctx["OUT"] != trained.get("MODEL"):
         assert not os.path.exists(os.path.join(ctx["OUT"], "model.keras"))  # nothing was written
 
 
@@ -446,10 +459,10 @@ def test_property_masked_positions_never_change_the_loss(data):
     assert math.isfinite(loss)
 
 
-def test_readme_has_the_table_of_these_rows():
-    """The README's bad-input table is `readme_table()` verbatim (regenerate it with this file as a script)."""
-    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
-    assert readme_table() in readme
+def test_reliability_doc_has_the_table_of_these_rows():
+    """docs/reliability.md's bad-input table is `readme_table()` verbatim (regenerate it with this file as a script)."""
+    doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "reliability.md")).read()
+    assert readme_table() in doc
 
 
 if __name__ == "__main__":

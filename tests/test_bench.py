@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SHAKESPEARE_DIR  # conftest also puts the repository (and `bench`) on sys.path
+from conftest import ROOT, SHAKESPEARE_DIR, needs_shakespeare  # conftest also puts the repository (and `bench`) on sys.path
 
 HEADLINES = {
     "pipeline": ["baseline_chars_per_s", "package_chars_per_s", "ratio", "package_cached_chars_per_s"],
@@ -54,6 +54,8 @@ def smoke(tmp_path_factory):
         return out, json.load(f)
 
 
+@needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_writes_every_section_with_numbers(smoke):
     _, results = smoke
     for section, keys in HEADLINES.items():
@@ -68,6 +70,8 @@ def test_smoke_run_writes_every_section_with_numbers(smoke):
     assert all(number(r["chars_per_s"]) for r in results["generation"]["rows"] if r.get("status") is None)
 
 
+@needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_trains_the_package_with_both_thread_settings(smoke):
     """In-process rows keep TensorFlow's defaults; the child rows are set up like `keras-textgen train`."""
     from keras_textgen import threads
@@ -81,6 +85,8 @@ def test_smoke_run_trains_the_package_with_both_thread_settings(smoke):
     assert len(package) == 2 * len({(r["mode"], r["batch_size"]) for r in package})
 
 
+@needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_times_the_exports_when_the_modules_exist(smoke):
     _, results = smoke
     gen = results["generation"]
@@ -96,6 +102,8 @@ def test_smoke_run_times_the_exports_when_the_modules_exist(smoke):
         assert all(r["status"].startswith("not available") for r in saved)
 
 
+@needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_records_the_run_and_checks_the_targets(smoke):
     out, results = smoke
     meta = results["meta"]
@@ -119,6 +127,8 @@ def test_smoke_run_records_the_run_and_checks_the_targets(smoke):
     assert (out / "smoke-quality.png").stat().st_size > 1000
 
 
+@needs_shakespeare
+@pytest.mark.slow
 def test_smoke_run_scores_the_package_in_both_modes(smoke):
     """Quality: lines and chunks rows; the target uses the better one, whichever it is."""
     _, results = smoke
@@ -160,6 +170,8 @@ def test_context_windows_score_each_validation_line_after_the_text_before_it():
     assert quality.context_windows(document, 1, vocab, seq_len=5)[0].shape == (1, 5)
 
 
+@needs_shakespeare
+@pytest.mark.slow
 def test_quality_chunks_variant_trains_with_the_batch_size_and_dropout_asked():
     from bench import config, corpora, quality
 
@@ -171,6 +183,7 @@ def test_quality_chunks_variant_trains_with_the_batch_size_and_dropout_asked():
     assert math.isfinite(row["val_bits_per_char"])
 
 
+@pytest.mark.slow
 def test_quality_variant_flags_are_refused_in_lines_mode():
     result = subprocess.run([sys.executable, "-m", "bench.quality", "--mode", "lines", "--dropout", "0.2"], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
@@ -204,6 +217,7 @@ def test_targets_are_judged_in_the_right_direction():
     assert "| Target |" in report.markdown({"targets": report.targets(results)})
 
 
+@pytest.mark.slow
 def test_unknown_section_is_refused():
     result = subprocess.run([sys.executable, "-m", "bench.run", "--only", "pipline"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)

@@ -14,6 +14,8 @@ import keras_textgen as ktg
 from keras_textgen import cli
 from conftest import LINES, ROOT
 
+pytestmark = pytest.mark.slow  # the CLI end to end: a training, then commands in this and child processes
+
 TINY = ["--units", "16", "--layers", "1", "--batch-size", "4", "--epochs", "2", "--steps-per-epoch", "3",
         "--seed", "1", "--backup-every", "2"]
 

@@ -4,7 +4,7 @@ import pytest
 
 import keras_textgen as ktg
 from keras_textgen import errors
-from conftest import LINES, SHAKESPEARE_DIR
+from conftest import LINES, SHAKESPEARE_DIR, needs_shakespeare
 
 
 def texts(ds):
@@ -68,6 +68,7 @@ def test_tsv_and_jsonl(tmp_path):
     assert sorted(texts(corpus.train) + texts(corpus.validation)) == ["q", "x y", "z w"]
 
 
+@needs_shakespeare
 def test_tfds_tiny_shakespeare_offline_through_manual_dir(tmp_path):
     corpus = ktg.corpus.load("tfds:tiny_shakespeare", manual_dir=SHAKESPEARE_DIR, data_dir=tmp_path)
     assert corpus.mode == "chunks"

@@ -25,6 +25,8 @@ import keras_textgen as ktg
 from keras_textgen import artifacts, backup
 from conftest import LINES
 
+pytestmark = pytest.mark.slow  # strategies over logical devices and worker processes; `make test-fast` leaves them out
+
 RTOL = 1e-4
 EXE = os.path.join(os.path.dirname(sys.executable), "keras-textgen")
 SEED = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))

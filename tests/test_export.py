@@ -53,6 +53,7 @@ def run_python(code):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_versions_layout_and_no_overwrite(model_dir, tmp_path):
     first = export.export_saved_model(model_dir, base_dir=tmp_path, name="m")
     second = export.export_saved_model(model_dir, base_dir=tmp_path, name="m")
@@ -66,6 +67,7 @@ def test_versions_layout_and_no_overwrite(model_dir, tmp_path):
     assert sorted(os.listdir(tmp_path / "m")) == ["1", "2"]  # no temporary folders left
 
 
+@pytest.mark.slow
 def test_serving_default_in_a_tensorflow_only_process(saved_model, loaded):
     model, vocab, _ = loaded
     out = run_python(f"""
@@ -90,6 +92,7 @@ def test_serving_default_in_a_tensorflow_only_process(saved_model, loaded):
     assert out["sampled"][0] == sampled
 
 
+@pytest.mark.slow
 def test_tf1_loader_as_tensorflow_serving_uses(saved_model, loaded):
     model, vocab, _ = loaded
     out = run_python(f"""
@@ -113,6 +116,7 @@ def test_tf1_loader_as_tensorflow_serving_uses(saved_model, loaded):
     assert out["bits"] > 0
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_the_signatures(saved_model):
     cli_path = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     result = subprocess.run([cli_path, "show", "--dir", saved_model, "--all"], capture_output=True, text=True,
@@ -128,6 +132,7 @@ def test_saved_model_cli_lists_the_signatures(saved_model):
         assert f"['{field}'] tensor_info:\n        dtype: {dtype}" in serving, field
 
 
+@pytest.mark.slow
 def test_step_signature_matches_keras(saved_model, loaded):
     model, vocab, _ = loaded
     sm = tf.saved_model.load(saved_model)
@@ -152,6 +157,7 @@ def test_step_signature_matches_keras(saved_model, loaded):
     (dict(max_length=0), "max_length"),
     (dict(max_length=10**9), "max_length"),
 ])
+@pytest.mark.slow
 def test_bad_requests_get_a_clear_error_and_the_model_keeps_serving(saved_model, request_kwargs, message):
     sm = tf.saved_model.load(saved_model)
     f = sm.signatures["serving_default"]
@@ -166,6 +172,7 @@ def test_bad_requests_get_a_clear_error_and_the_model_keeps_serving(saved_model,
     assert ok["tokens"].shape == (1, 5)
 
 
+@pytest.mark.slow
 def test_prompt_over_the_limit_is_refused_by_the_server(saved_model):
     from keras_textgen.generation import MAX_PROMPT_TOKENS
 
@@ -177,6 +184,7 @@ def test_prompt_over_the_limit_is_refused_by_the_server(saved_model):
     assert f(prompt=tf.constant(["a" * MAX_PROMPT_TOKENS]), **args)["tokens"].shape == (1, 5)
 
 
+@pytest.mark.slow
 def test_tflite_has_only_builtin_ops(tflite_files):
     for path in tflite_files.values():
         report = io.StringIO()
@@ -187,6 +195,7 @@ def test_tflite_has_only_builtin_ops(tflite_files):
         assert "Flex" not in text and "TensorList" not in text and "CUSTOM" not in text
 
 
+@pytest.mark.slow
 def test_tflite_logits_match_keras_for_100_steps(tflite_files, loaded):
     model, vocab, _ = loaded
     lite = LiteGenerator(tflite_files["none"])
@@ -209,6 +218,7 @@ def test_tflite_logits_match_keras_for_100_steps(tflite_files, loaded):
             token = 3
 
 
+@pytest.mark.slow
 def test_greedy_text_identical_across_keras_saved_model_and_tflite(tflite_files, saved_model, loaded):
     model, vocab, _ = loaded
     prompts = ["the cat", "a"]
@@ -237,6 +247,7 @@ def test_lite_sampler_follows_the_softmax_never_picks_pad_or_oov_and_keeps_top_k
     assert sample(logits, 0.0).tolist() == [4]
 
 
+@pytest.mark.slow
 def test_quantized_models_are_smaller_and_close_in_quality(tflite_files):
     sizes = {q: os.path.getsize(p) for q, p in tflite_files.items()}
     # A tiny model is mostly fixed overhead; the benchmark reports the default model's sizes.
@@ -247,6 +258,7 @@ def test_quantized_models_are_smaller_and_close_in_quality(tflite_files):
     assert abs(bits["float16"] - bits["none"]) < 0.01
 
 
+@pytest.mark.slow
 def test_tflite_carries_its_vocabulary(tflite_files, loaded):
     _, vocab, _ = loaded
     lite = LiteGenerator(tflite_files["dynamic"])
@@ -256,6 +268,7 @@ def test_tflite_carries_its_vocabulary(tflite_files, loaded):
     assert lite.encode("cat€") == vocab.encode("cat€").numpy().tolist()
 
 
+@pytest.mark.slow
 def test_truncated_tflite_is_a_clear_error(tflite_files, tmp_path):
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(open(tflite_files["none"], "rb").read()[:1000])
@@ -263,6 +276,7 @@ def test_truncated_tflite_is_a_clear_error(tflite_files, tmp_path):
         LiteGenerator(broken)
 
 
+@pytest.mark.slow
 def test_cli_export_and_bad_inputs(model_dir, tmp_path, capsys):
     base = str(tmp_path / "out")
     assert cli.main(["export", "--model", str(model_dir), "--format", "saved_model", "--base-dir", base,
@@ -283,6 +297,7 @@ def test_cli_export_and_bad_inputs(model_dir, tmp_path, capsys):
     assert sorted(os.listdir(os.path.join(base, "n"))) == ["1"]
 
 
+@pytest.mark.slow
 def test_unwritable_output_folder(model_dir, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -301,6 +316,7 @@ def test_unwritable_output_folder(model_dir, tmp_path, capsys):
 @pytest.mark.parametrize("level, cell, embedding_dim, layers", [
     ("char", "gru", None, 1), ("char", "lstm", 6, 2), ("char", "gru", 5, 2), ("word", "lstm", None, 1)],
     ids=["one-hot gru", "embedding lstm x2", "embedding gru x2", "word-level lstm"])
+@pytest.mark.slow
 def test_every_model_kind_exports_with_the_same_greedy_text(tmp_path, level, cell, embedding_dim, layers):
     """GRU, embedding and word-level models (GRU state names, Keras-cell steps, word tokenizing in the
     TFLite client) give the Keras text from the SavedModel and from TFLite, and TFLite logits match."""

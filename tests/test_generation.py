@@ -11,7 +11,7 @@ from keras_textgen.generation import _step_of, get_generator
 from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID
 
 
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["graph", "xla"])
 @pytest.mark.parametrize("variant", ["one-hot lstm", "two-layer lstm", "embedding gru"])
 def test_greedy_matches_rerunning_the_whole_prefix(vocab, tiny_model, variant, jit_compile):
     """The state-carrying loop gives exactly what the lesson's slow prefix re-run gives."""
@@ -183,6 +183,7 @@ def test_stops_at_eos_and_reports_lengths(vocab, tiny_model):
         assert not set(row[:length]) & {PAD_ID, OOV_ID, EOS_ID}
 
 
+@pytest.mark.slow  # several generation graphs traced; `make test-fast` leaves it out
 def test_unrolled_loop_gives_the_tokens_of_one_step_per_iteration(vocab, tiny_model):
     """Several steps per while-loop iteration change neither the tokens nor where rows stop.
 
@@ -206,6 +207,7 @@ def test_unrolled_loop_gives_the_tokens_of_one_step_per_iteration(vocab, tiny_mo
 
 
 @pytest.mark.parametrize("batch", [5, 17])
+@pytest.mark.slow  # several generation graphs traced; `make test-fast` leaves it out
 def test_loops_over_shards_of_the_rows_give_the_tokens_of_one_loop(vocab, tiny_model, batch):
     """A batch run as several loops over slices of its rows gives the same tokens and steps as one loop.
 
@@ -219,6 +221,7 @@ def test_loops_over_shards_of_the_rows_give_the_tokens_of_one_loop(vocab, tiny_m
                   [(0.0, 0, 1.0), (2.0, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.7)])
 
 
+@pytest.mark.slow  # several generation graphs traced; `make test-fast` leaves it out
 def test_loops_over_shards_give_the_tokens_of_one_loop_for_an_embedding_gru(vocab):
     """The shards also run the generic cell path (no one-hot LSTM layout)."""
     keras.utils.set_random_seed(1)

@@ -16,6 +16,8 @@ from keras_textgen import export
 from conftest import train_tiny_model_dir
 from load_saved_model import make_requests, run_load, summary
 
+pytestmark = pytest.mark.slow  # exports a model and serves 1,600 requests; `make test-fast` leaves them out
+
 THREADS, PER_THREAD = 8, 200
 
 

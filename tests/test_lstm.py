@@ -109,6 +109,7 @@ def test_training_with_dropout_uses_keras_loop_and_its_dropout():
     assert not np.allclose(dropped, ours(x, training=False).numpy(), atol=1e-3)
 
 
+@pytest.mark.slow  # trains and generates with both layers
 def test_build_model_uses_it_and_models_with_keras_lstm_still_generate(vocab, tiny_model):
     """Models saved before PerGateLSTM have keras.layers.LSTM: generation treats both alike."""
     assert isinstance(tiny_model.get_layer("lstm_0"), PerGateLSTM)

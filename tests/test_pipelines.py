@@ -6,12 +6,15 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SHAKESPEARE_DIR
+from conftest import ROOT, SHAKESPEARE_DIR, needs_shakespeare
+
+pytestmark = pytest.mark.slow  # every test runs a pipeline script in a child process; `make test-fast` leaves them out
 
 SCRIPTS = ["python_docs.py", "tiny_shakespeare.py", "ag_news_titles.py", "word_level.py"]
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+@pytest.mark.parametrize("script", [pytest.param(s, marks=needs_shakespeare) if s == "tiny_shakespeare.py" else s
+                                    for s in SCRIPTS])
 def test_pipeline_quick_run(script, tmp_path):
     extra = ["--manual-dir", str(SHAKESPEARE_DIR), "--data-dir", str(tmp_path / "tfds")] \
         if script == "tiny_shakespeare.py" else []

@@ -111,6 +111,7 @@ def assert_no_half_written_files(model_dir):
         assert os.path.exists(os.path.join(model_dir, artifacts.BACKUP_DIR, state["weights"]))
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_resumes_by_epoch_and_step(corpus_file, tmp_path):
     """Three kills at random moments, then a run to the end: the same steps as an uninterrupted run.
 
@@ -176,6 +177,7 @@ def tree_digest(folder):
     return digest.hexdigest()
 
 
+@pytest.mark.slow
 def test_sigkill_during_export_leaves_only_complete_versions(model_dir, tmp_path):
     base = tmp_path / "saved_models"
     first = export.export_saved_model(model_dir, base_dir=base, name="toy")
@@ -223,6 +225,7 @@ def test_sigkill_during_export_leaves_only_complete_versions(model_dir, tmp_path
     assert out["tokens"].shape == (1, 5)
 
 
+@pytest.mark.slow
 def test_seeded_deterministic_training_and_generation(corpus_file, tmp_path):
     """Two trainings with --seed --deterministic (separate processes) give identical weights and text."""
     args = ["--corpus", str(corpus_file), "--units", "8", "--layers", "1", "--batch-size", "8", "--epochs", "2",
@@ -279,6 +282,7 @@ def _damage(folder, damage):
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
+@pytest.mark.slow
 def test_corrupt_model_directory_is_one_clear_line_naming_the_file(model_dir, tmp_path, capsys, damage):
     import shutil
 
@@ -297,6 +301,7 @@ def test_corrupt_model_directory_is_one_clear_line_naming_the_file(model_dir, tm
     assert cli.main(["generate", "--model", str(model_dir), "--prompt", "the", "--max-length", "5"]) == 0  # control
 
 
+@pytest.mark.slow
 def test_corrupt_model_in_a_fresh_process_prints_exactly_one_line(model_dir, tmp_path):
     """The console script itself: exit 2 and one stderr line, no traceback and no TensorFlow log noise."""
     import shutil
@@ -309,6 +314,7 @@ def test_corrupt_model_in_a_fresh_process_prints_exactly_one_line(model_dir, tmp
     assert err.splitlines() == [f"keras-textgen generate: error: {folder / 'model.keras'} is truncated or not a Keras model file"]
 
 
+@pytest.mark.slow
 def test_truncated_tflite_names_the_file(model_dir, tmp_path):
     path = export.export_tflite(model_dir, base_dir=tmp_path, name="toy")
     model, vocab, _ = ktg.load_model_dir(model_dir, compile=False)
@@ -338,6 +344,7 @@ class _StopAt(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("stop_at, epoch_length", [(7, "steps_per_epoch"), (10, "steps_per_epoch"),
                                                  (13, "known cardinality")])
+@pytest.mark.slow
 def test_backup_and_restore_in_a_plain_model_fit(tmp_path, stop_at, epoch_length):
     """The callback in anyone's model.fit: interrupted mid-epoch (7, 13) or at an epoch's last step (10)."""
     import tensorflow as tf

@@ -37,6 +37,7 @@ def _fresh_process(code):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_configure_threads_sets_the_pool_in_a_fresh_process():
     got = _fresh_process(
         "import json, tensorflow as tf, keras_textgen as ktg\n"
@@ -46,6 +47,7 @@ def test_configure_threads_sets_the_pool_in_a_fresh_process():
     assert got == [3, 3]
 
 
+@pytest.mark.slow
 def test_auto_after_tensorflow_started_keeps_the_default_and_explicit_is_an_error():
     got = _fresh_process(
         "import json, tensorflow as tf, keras_textgen as ktg\n"
@@ -61,6 +63,7 @@ def test_auto_after_tensorflow_started_keeps_the_default_and_explicit_is_an_erro
 
 
 @pytest.mark.parametrize("flag, expected", [(["--intra-op-threads", "3"], 3), ([], threads.resolve("auto"))])
+@pytest.mark.slow
 def test_cli_train_applies_the_setting_and_records_it(tmp_path, flag, expected):
     corpus = tmp_path / "lines.txt"
     corpus.write_text("\n".join(LINES * 3) + "\n")

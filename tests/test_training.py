@@ -24,6 +24,7 @@ def test_steps_per_execution_that_does_not_divide_the_validation_steps_is_refuse
         training.TrainConfig(steps_per_execution=2, validation_steps=3).validate()
 
 
+@pytest.mark.slow
 def test_several_steps_per_execution_train_exactly_as_one_at_a_time(tmp_path):
     runs = {}
     for name, steps_per_execution in (("auto", None), ("one", 1)):
@@ -42,6 +43,7 @@ def test_several_steps_per_execution_train_exactly_as_one_at_a_time(tmp_path):
     assert auto.steps_per_execution == 1  # the saved model is compiled as build_model compiles it
 
 
+@pytest.mark.slow
 def test_steps_per_execution_that_does_not_divide_one_pass_fails_before_writing(tmp_path):
     corpus = write_lines_corpus(tmp_path)
     config = training.TrainConfig(corpus=str(corpus), batch_size=8, epochs=1, units=8, seed=0, steps_per_execution=7)
@@ -57,6 +59,7 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_a_run_resumed_between_two_calls_still_runs_whole_calls(tmp_path):
     """A backup taken one step at a time (step 10 of 12) resumes with a count that divides 10 and 12."""
     corpus = write_lines_corpus(tmp_path)
