@@ -238,12 +238,13 @@ def main(argv=None):
     p.add_argument("--data", default=config.DEFAULT_DATA)
     p.add_argument("--out-dir", default=config.DEFAULT_OUT)
     p.add_argument("--smoke", action="store_true", help="tiny corpora and budgets, for tests")
+    p.add_argument("--name", default=None, help="file name stem of the results (default: DATE-defaults)")
     args = p.parse_args(argv)
     parts = [x for x in args.parts.split(",") if x]
     settings = config.Settings(data=args.data)
     budgets = ["3s", "6s"] if args.smoke else args.budgets.split(",")
     date = time.strftime("%Y-%m-%d")
-    stem = os.path.join(args.out_dir, f"{date}-defaults" + ("-smoke" if args.smoke else ""))
+    stem = os.path.join(args.out_dir, args.name or f"{date}-defaults" + ("-smoke" if args.smoke else ""))
     results = {"date": date, "command": "python -m bench.defaults " + " ".join(argv or sys.argv[1:])}
     folder = tempfile.mkdtemp(prefix="ktg-defaults-")
     os.makedirs(args.out_dir, exist_ok=True)
