@@ -101,13 +101,16 @@ def atomic_directory(path, overwrite=False):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _alive(pid):
+def process_alive(pid):
+    """Whether a process with this id runs on this machine (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # someone else's process
+    except (OverflowError, ValueError, OSError):
+        return False
     return True
 
 
@@ -128,7 +131,7 @@ def remove_stale_temporaries(folder):
     removed = []
     for name in os.listdir(folder):
         found = _STALE.match(name)
-        if not found or found.group("host") != host or _alive(int(found.group("pid"))):
+        if not found or found.group("host") != host or process_alive(int(found.group("pid"))):
             continue
         full = os.path.join(folder, name)
         if os.path.isdir(full) and not os.path.islink(full):

@@ -27,6 +27,7 @@ import socket
 import time
 
 from keras_textgen import errors
+from keras_textgen import io_utils
 
 try:
     import fcntl
@@ -52,18 +53,6 @@ class Lock:
         if self._created_folder:  # leave no empty folder behind a run that failed before writing
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(self.path))
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except (OverflowError, ValueError, OSError):
-        return False
-    return True
 
 
 def _read(path):
@@ -157,7 +146,8 @@ def _create_exclusive(path, target):  # pragma: no cover - the fallback where fc
         return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         holder = _read(path)
-        if holder.get("host") == socket.gethostname() and holder.get("pid") and not _alive(holder["pid"]):
+        pid = holder.get("pid")
+        if holder.get("host") == socket.gethostname() and pid and not io_utils.process_alive(pid):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
             return None
