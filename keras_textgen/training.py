@@ -381,6 +381,11 @@ def _train(config, model_dir, print_fn, verbose):
         tf.config.experimental.enable_op_determinism()
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
+    if config.strategy == "multi-worker" and config.time_budget:
+        # Each worker's clock would stop it, and set its learning rate, at another step: the workers' steps must agree.
+        print_fn("The time budget is off under --strategy multi-worker (the workers' clocks differ); "
+                 "--epochs and --patience end the run")
+        config = dataclasses.replace(config, time_budget=None)
     corpus, vocab, train_ds, val_ds, config, tokens, pass_steps = prepare(
         config, replicas=strategy.num_replicas_in_sync)
     fit_epochs, fit_steps = evaluation_plan(config, pass_steps)
