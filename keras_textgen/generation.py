@@ -11,7 +11,6 @@ import functools
 import math
 import random
 import re
-import weakref
 
 import keras
 import tensorflow as tf
@@ -514,7 +513,7 @@ def assertion_message(error):
 _GENERATE_SIGNATURE = (
     tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32),
     tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int64))
-_cache = weakref.WeakKeyDictionary()
+_CACHE_ATTR = "_keras_textgen_generators"
 
 
 def get_generator(model, vocab):
@@ -522,9 +521,15 @@ def get_generator(model, vocab):
 
     `gen.generate_fn` is `generate` as one `tf.function` (the graph the
     SavedModel exports); `gen.generate_fn_xla` is the same with the numeric
-    part (`continue_ids`) compiled by XLA.
+    part (`continue_ids`) compiled by XLA. The cache is an attribute of the
+    model (set past Keras's attribute tracking, so `model.save` ignores it):
+    it goes when the model goes. A module-level `WeakKeyDictionary` would
+    not free it, since each value holds the model's layers and variables.
     """
-    per_model = _cache.setdefault(model, {})
+    per_model = model.__dict__.get(_CACHE_ATTR)
+    if per_model is None:
+        per_model = {}
+        object.__setattr__(model, _CACHE_ATTR, per_model)
     key = tuple(vocab.get_vocabulary())
     if key not in per_model:
         gen = TextGenerator(model, vocab)

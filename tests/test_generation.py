@@ -322,3 +322,17 @@ def test_score_matches_keras_loss(vocab, tiny_model):
     loss = tiny_model.evaluate(x, y, verbose=0)[0]
     assert float(scored["bits_per_char"][0]) == pytest.approx(loss / math.log(2), rel=1e-4)
     assert float(scored["log_likelihood"][0]) == pytest.approx(-loss * len(y[0]), rel=1e-4)
+
+
+def test_a_model_used_for_generation_is_freed_after_del(vocab):
+    """The traced generator is cached on the model, not in a module-level map that would keep it alive."""
+    import gc
+    import weakref
+
+    model = ktg.build_model(vocab, units=8)
+    ktg.generate(model, vocab, "the", max_length=3, temperature=0)
+    assert ktg.generate(model, vocab, "the", max_length=3, temperature=0) is not None  # the cached path
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
