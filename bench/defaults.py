@@ -176,6 +176,33 @@ def word_part(settings, folder, budget, log, epochs=10):
     return {"corpus": "python-docs, word level, chunks mode, the last 10% held out", "rows": rows}
 
 
+GAIN_GOAL = 0.5  # bits/char below the lesson's approach, same wall-clock time
+BEST_GOAL = 0.02  # bits/char between the saved model and the best evaluation of its history
+NANOGPT_GOAL = 1.47  # nats/char on Tiny Shakespeare's last 10% (nanoGPT's 6-layer transformer: 1.4697)
+NANOGPT_BUDGET = 900.0  # seconds
+
+
+def targets(results):
+    """The issue's targets, as `{name, goal, measured, met}` (met is None where the part did not run)."""
+    out = []
+    own = results.get("own")
+    default = next((r for r in own["rows"] if r["name"] == "default"), None) if own else None
+    gain = default["improvement_bits_per_char"] if default else None
+    out.append({"name": "own corpus: default command vs the lesson's approach, same wall time",
+                "goal": f">= {GAIN_GOAL} bits/char lower", "measured": gain,
+                "met": None if gain is None else gain >= GAIN_GOAL})
+    gaps = [abs(r["saved_vs_best_bits"]) for r in own["rows"] if r.get("saved_vs_best_bits") is not None] if own else []
+    out.append({"name": "own corpus: saved model.keras vs the best evaluation of its history",
+                "goal": f"<= {BEST_GOAL} bits/char", "measured": max(gaps) if gaps else None,
+                "met": max(gaps) <= BEST_GOAL if gaps else None})
+    shakespeare = results.get("shakespeare")
+    within = [r for r in shakespeare["rows"] if seconds(r["name"].split()[1]) <= NANOGPT_BUDGET] if shakespeare else []
+    best = min((r["held_out_nats_per_token"] for r in within), default=None)
+    out.append({"name": "Tiny Shakespeare, nanoGPT's split, within 15 minutes", "goal": f"<= {NANOGPT_GOAL} nats/char",
+                "measured": best, "met": None if best is None else best <= NANOGPT_GOAL})
+    return out
+
+
 def plot(own, png_path):
     import matplotlib
 
@@ -202,7 +229,13 @@ def plot(own, png_path):
 
 
 def markdown(results):
-    out = [f"# Defaults on a user's corpus, {results['date']}", "", f"Command: `{results['command']}`", ""]
+    out = [f"# Defaults on a user's corpus, {results['date']}", "", f"Command: `{results['command']}`", "",
+           "| Target | Goal | Measured | Met |", "|---|---|---|---|"]
+    for t in results.get("targets") or targets(results):
+        measured = "not run" if t["measured"] is None else f"{t['measured']:.3f}"
+        met = "not run" if t["met"] is None else ("yes" if t["met"] else "**no**")
+        out.append(f"| {t['name']} | {t['goal']} | {measured} | {met} |")
+    out.append("")
     own = results.get("own")
     if own:
         out += [f"## Own corpus: {own['corpus']} ({own['chars']:,} chars, {own['val_lines']} held-out lines)", "",
@@ -262,6 +295,7 @@ def main(argv=None):
         print("word level:")
         results["word"] = word_part(settings, folder, "4s" if args.smoke else args.word_budget, print,
                                     epochs=1 if args.smoke else 10)
+    results["targets"] = targets(results)
     with open(stem + ".json", "w") as f:
         json.dump(results, f, indent=1)
     with open(stem + ".md", "w") as f:

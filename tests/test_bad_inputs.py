@@ -86,7 +86,8 @@ def check_long_line(ctx, code, out, err):
     assert config["max_line_length"] == 64 and json.load(open(ctx["OUT"] + "/history.json"))["epoch"] == [1]
     # The batches that run trained on: the 5 MB line is one example of width 64, its first 63 tokens + EOS.
     run_config = training.TrainConfig(corpus=ctx["CORPUS"], max_line_length=64, batch_size=4, seed=1)
-    _, vocab, train_ds, _ = training.prepare(run_config)
+    prepared = training.prepare(run_config)
+    vocab, train_ds = prepared.vocab, prepared.train_ds
     widths = [int(x.shape[1]) for x, _ in train_ds]
     assert max(widths) == 64 and widths.count(64) == 1
     (x, y), = [(x, y) for x, y in train_ds.unbatch() if int(tf.math.count_nonzero(x)) == 64]
