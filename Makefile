@@ -1,7 +1,7 @@
 # The two commands of the README (both can be run again: run retrains with --force and
 # exports a new SavedModel version):
 #   make run   -> set up .venv, train briefly on the built-in corpus, print samples, export
-#                 (a fixed number of steps and no time budget, so a seeded run is reproducible)
+#                 (fixed steps and model, no time budget: a seeded run is reproducible)
 #   make test  -> set up .venv, run the test suite
 #   make test-fast -> the unit tier for the edit loop: the suite without the tests marked `slow`
 #                     (trainings, exports, child-process CLI runs, distribution, reliability)
@@ -12,6 +12,9 @@ STAMP := $(VENV)/.installed
 MODEL_DIR ?= runs/python-docs
 EPOCHS ?= 6
 STEPS ?= 150
+# make run's fixed model and optimizer (the package's settings before the size rule), so its output stays
+# comparable from commit to commit; `keras-textgen train` without them picks its settings from the corpus.
+RUN_MODEL ?= --units 256 --batch-size 64 --dropout 0 --weight-decay 0 --learning-rate 0.005 --lr-schedule constant
 
 .PHONY: run test test-fast bench bench-defaults install clean
 
@@ -24,7 +27,8 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/keras-textgen train --corpus python-docs --out $(MODEL_DIR) --epochs $(EPOCHS) --steps-per-epoch $(STEPS) --time-budget none --seed 1 --force
+	$(BIN)/keras-textgen train --corpus python-docs --out $(MODEL_DIR) --epochs $(EPOCHS) --steps-per-epoch $(STEPS) --seed 1 --force \
+		--time-budget none $(RUN_MODEL)
 	$(BIN)/keras-textgen generate --model $(MODEL_DIR) --prompt "def " --prompt "The " --max-length 200 --temperature 0.5 --seed 7
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format saved_model --name python-docs
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format tflite --name python-docs
