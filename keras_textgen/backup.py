@@ -345,6 +345,6 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             return
         with io_utils.atomic_path(self.path) as tmp:
             self.model.save(tmp, overwrite=True)
-        step = int(self.model.optimizer.iterations) if self.model.optimizer is not None else None
+        step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer is not None else None
         io_utils.atomic_write_text(self.best_path, json.dumps(
             {"monitor": self.monitor, "value": current, "epoch": epoch + 1, "step": step}) + "\n")

@@ -143,6 +143,9 @@ class TrainConfig:
             raise errors.ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.deterministic and self.seed is None:
             raise errors.ConfigError("deterministic training needs a seed (--seed)")
+        if self.deterministic and self.time_budget is not None:
+            raise errors.ConfigError("deterministic training needs --time-budget none (a budget stops the run "
+                                     "and anneals its learning rate by the clock)")
         threads.resolve(self.intra_op_threads)
         if self.steps_per_execution is not None:
             check_steps_per_execution(self.steps_per_execution, {"steps_per_epoch": self.steps_per_epoch,

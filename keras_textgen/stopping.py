@@ -67,9 +67,9 @@ class RunClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._update()  # again after BackupAndRestore, which may clear stop_training at an epoch's end
         if logs is not None and self.model.optimizer is not None:  # for the history of every evaluation
-            logs["step"] = int(self.model.optimizer.iterations)
+            logs["step"] = int(self.model.optimizer.iterations.numpy())
             logs["train_seconds"] = self.seconds
-            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_train_end(self, logs=None):
         self.spent_before, self._start = self.seconds, None

@@ -198,6 +198,7 @@ def test_bad_durations_are_refused(text):
     (["--patience", "-1"], "expected an integer >= 0"),
     (["--validate-every", "0"], "expected a positive integer"),
     (["--weight-decay", "-0.1"], "weight_decay must be a number >= 0"),
+    (["--deterministic", "--seed", "1"], "deterministic training needs --time-budget none"),
 ])
 def test_bad_run_bounds_are_one_line_errors(text_file, tmp_path, capsys, args, message):
     try:
