@@ -11,8 +11,7 @@ Targets: every sequence starts with the EOS id, which doubles as
 prompt is meaningful. For a line with ids `[a, b, c]` the input is
 `[EOS, a, b, c]` and the target `[a, b, c, EOS]`: the input shifted left by
 one with EOS appended. In chunks mode each document is `[EOS] + ids` and the
-concatenated stream (windows cross documents' boundaries; the last, shorter
-window is padded) is cut into windows of `seq_len + 1` ids, split into
+concatenated stream is cut into windows of `seq_len + 1` ids, split into
 `window[:-1]` and `window[1:]`.
 """
 
@@ -96,24 +95,15 @@ def make_dataset(texts, vocab, mode="lines", batch_size=64, seq_len=100, max_len
 
 def chunk_batches(texts, vocab, batch_size, seq_len=100, shuffle=True, cache=True, repeat=False, seed=None,
                   shuffle_buffer=10_000, drop_remainder=False):
-    """Chunks mode: the documents, each `[EOS] + ids`, as one stream cut into windows of `seq_len + 1` ids.
-
-    Windows run across document boundaries (the EOS marks them), so no text
-    is dropped: the stream's last, shorter window is padded after its
-    inputs and targets alike, and padding is masked and not scored.
-    """
+    """Chunks mode: each document is `[EOS] + ids`, cut into windows of `seq_len + 1` ids."""
     window = seq_len + 1
 
-    def ids(text):
-        return tf.concat([[vocab_lib.EOS_ID], tf.cast(vocab.encode(text), tf.int32)], axis=0)
+    def windows(text):
+        ids = tf.concat([[vocab_lib.EOS_ID], vocab.encode(text)], axis=0)
+        n = tf.size(ids) // window
+        return tf.data.Dataset.from_tensor_slices(tf.reshape(ids[: n * window], [n, window]))
 
-    def pad(x):
-        return tf.ensure_shape(tf.pad(x, [[0, seq_len - tf.size(x)]], constant_values=vocab_lib.PAD_ID), [seq_len])
-
-    ds = (texts.map(ids, num_parallel_calls=tf.data.AUTOTUNE)
-          .rebatch(window, drop_remainder=False)  # windows across the documents' boundaries
-          .filter(lambda w: tf.size(w) > 1)  # a last window of one id has no target
-          .map(lambda w: (pad(w[:-1]), pad(w[1:])), num_parallel_calls=tf.data.AUTOTUNE))
+    ds = texts.flat_map(windows).map(lambda w: (w[:-1], w[1:]), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache()
     if shuffle:

@@ -159,9 +159,6 @@ def prepare(config, replicas=1):
     corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
                              data_dir=config.data_dir, manual_dir=config.manual_dir)
     tokens = sizing.count_tokens(corpus.train, config.level, config.lowercase)
-    if corpus.mode == "chunks" and tokens < config.seq_len:  # [EOS] + tokens: not one whole window
-        raise errors.DataError(f"the training split of {config.corpus!r} yields no examples (shorter than one "
-                               f"window of seq_len+1={config.seq_len + 1} tokens; lower --seq-len)")
     min_frequency, max_tokens = sizing.vocabulary_settings(tokens, config.level)
     vocab = Vocabulary.adapt(corpus.train, level=config.level,
                              max_tokens=config.max_tokens if config.max_tokens is not None else max_tokens,

