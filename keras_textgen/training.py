@@ -436,8 +436,9 @@ def _train(config, model_dir, print_fn, verbose):
     print_fn(f"Corpus {corpus.source!r} ({corpus.mode} mode), {describe(config, tokens)}")
     print_fn(f"Vocabulary of {vocab.size} ids, model of {model.count_params():,} parameters{replicas}; "
              f"training until {_bounds(config, fit_epochs, fit_steps)}")
-    if state and _ended(state, config):
-        print_fn(f"The run had already ended ({_ended(state, config)}); writing its model")
+    ended = _ended(state, config) if state else None
+    if ended:
+        print_fn(f"The run had already ended ({ended}); writing its model")
         model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(backup_dir, state["weights"]))
     else:
