@@ -304,47 +304,43 @@ def _is_number(value):
     return True
 
 
-class BestModelCheckpoint(keras.callbacks.Callback):
-    """Saves the model with the lowest `monitor` value, atomically, remembering the best across restarts.
+class BestModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint(save_best_only=True)` that writes atomically and remembers its best across restarts.
 
-    `keras.callbacks.ModelCheckpoint(save_best_only=True)` writes the `.keras`
-    file in place and forgets its best value when the process restarts, so a
-    resumed run could replace a better model with a worse one. This writes to
-    a temporary name and renames, and keeps `{monitor, value, epoch}` in a
-    JSON file beside the model (`best.keras` -> `best.json`): its
-    `epoch` counts evaluations from 1, its `step` the optimizer steps.
+    Keras's callback decides when to save (`mode="min"`); this adds two
+    things on top. The `.keras` file is written to a temporary name and
+    renamed, so a kill never leaves half a model. And `{monitor, value,
+    epoch, step}` is kept in a JSON file beside it (`best.keras` ->
+    `best.json`; `epoch` counts evaluations from 1, `step` optimizer steps),
+    from which a resumed run takes its `initial_value_threshold`: without it
+    a resumed run would replace a better model with a worse one. An
+    evaluation without a finite `monitor` value is never saved.
     """
 
     def __init__(self, path, monitor="val_loss"):
-        super().__init__()
-        self.path = os.fspath(path)
-        self.monitor = monitor
-        self.best_path = os.path.splitext(self.path)[0] + ".json"
-        self.best = None
+        path = os.fspath(path)
+        self.best_path = os.path.splitext(path)[0] + ".json"
+        super().__init__(path, monitor=monitor, mode="min", save_best_only=True,
+                         initial_value_threshold=self._saved_best(path, monitor))
 
-    def on_train_begin(self, logs=None):
-        self.best = None
-        if os.path.exists(self.path) and os.path.exists(self.best_path):
-            try:
-                with open(self.best_path, encoding="utf-8") as f:
-                    saved = json.load(f)
-                if saved.get("monitor") == self.monitor:
-                    self.best = float(saved["value"])
-            except (ValueError, KeyError, TypeError):
-                self.best = None
+    def _saved_best(self, path, monitor):
+        if not (os.path.exists(path) and os.path.exists(self.best_path)):
+            return None
+        try:
+            with open(self.best_path, encoding="utf-8") as f:
+                saved = json.load(f)
+            return float(saved["value"]) if saved.get("monitor") == monitor else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _save_model(self, epoch, batch, logs):
         current = (logs or {}).get(self.monitor)
         if current is None or not math.isfinite(float(current)):
             return
-        current = float(current)
-        if self.best is not None and not current < self.best:
+        if not self._should_save_model(epoch, batch, logs, self.filepath) or not _is_writer(self.model):
             return
-        self.best = current
-        if not _is_writer(self.model):
-            return
-        with io_utils.atomic_path(self.path) as tmp:
+        with io_utils.atomic_path(self.filepath) as tmp:
             self.model.save(tmp, overwrite=True)
         step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer is not None else None
         io_utils.atomic_write_text(self.best_path, json.dumps(
-            {"monitor": self.monitor, "value": current, "epoch": epoch + 1, "step": step}) + "\n")
+            {"monitor": self.monitor, "value": float(current), "epoch": epoch + 1, "step": step}) + "\n")
