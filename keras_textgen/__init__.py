@@ -36,7 +36,7 @@ _custom_objects.register_when_keras_loads()
 # CLI can quiet TensorFlow's start-up logging before it loads it.
 _EXPORTS = {
     "BitsPerTokenLogger": "callbacks", "SampleCallback": "callbacks",
-    "GreedySampler": "sampling", "RandomSampler": "sampling", "TopKSampler": "sampling", "TopPSampler": "sampling",
+    "Greedy": "sampling", "Temperature": "sampling", "TopK": "sampling", "TopP": "sampling",
     "TextGenerator": "generation", "generate": "generation",
     "TokenEncoding": "layers", "PerGateLSTM": "lstm", "build_model": "model", "make_dataset": "data",
     "TrainConfig": "config", "train": "training", "Vocabulary": "vocab", "load_model_dir": "artifacts",
@@ -44,7 +44,7 @@ _EXPORTS = {
     "export_saved_model": "export", "export_tflite": "export", "LiteGenerator": "lite",
     "configure_threads": "threads",
 }
-_MODULES = {"corpus": "corpus", "errors": "errors", "samplers": "sampling", "export": "export", "lite": "lite",
+_MODULES = {"corpus": "corpus", "errors": "errors", "sampling": "sampling", "export": "export", "lite": "lite",
             "custom_objects": "custom_objects"}
 
 __all__ = sorted([*_EXPORTS, *_MODULES])

@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras_textgen import errors
 from keras_textgen import lstm as lstm_lib
 from keras_textgen import model as model_lib
-from keras_textgen import sampling
+from keras_textgen import sampling as sampling_lib
 from keras_textgen import vocab as vocab_lib
 
 MAX_PROMPT_TOKENS = 2048
@@ -158,7 +158,7 @@ class TextGenerator(tf.Module):
 
     def _banned(self):
         """`[V]`: 0, and -inf at the ids generation never emits (pad, OOV)."""
-        banned = tf.scatter_nd([[i] for i in sampling.BANNED_IDS], [-math.inf] * len(sampling.BANNED_IDS),
+        banned = tf.scatter_nd([[i] for i in sampling_lib.BANNED_IDS], [-math.inf] * len(sampling_lib.BANNED_IDS),
                                [self.vocab_size])
         return tf.cast(banned, tf.float32)
 
@@ -405,10 +405,10 @@ class TextGenerator(tf.Module):
                 return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
             def sample(logits, i):
-                return sampling.gumbel_argmax(sampling.scale(logits, temperature), _step_seed(seed, i), rows)
+                return sampling_lib.gumbel_argmax(sampling_lib.scale(logits, temperature), _step_seed(seed, i), rows)
 
             def sample_filtered(logits, i):
-                return sampling.sample_next(logits, temperature, top_k, top_p, seed=_step_seed(seed, i), rows=rows)
+                return sampling_lib.sample_next(logits, temperature, top_k, top_p, seed=_step_seed(seed, i), rows=rows)
 
             return {"greedy": greedy, "sample": sample, "sample_filtered": sample_filtered}[strategy]
 
@@ -545,7 +545,7 @@ def get_generator(model, vocab):
 
 
 def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, top_p=1.0, seed=None,
-             sampler=None, jit_compile=False):
+             sampling=None, jit_compile=False):
     """Generates a continuation of each prompt with a trained model.
 
     Args:
@@ -557,7 +557,8 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
         top_k: sample only among the k most likely tokens (0 = off).
         top_p: nucleus sampling threshold in (0, 1] (1 = off).
         seed: an int for reproducible text; `None` draws a fresh seed.
-        sampler: optionally a `keras_textgen.samplers` object, which sets
+        sampling: optionally a `keras_textgen.sampling.Sampling` (e.g.
+            `ktg.TopK(10)`), which sets
             `temperature`, `top_k` and `top_p` instead.
         jit_compile: compile the generation loop with XLA: 1.6-2x faster for
             one prompt on a 2-core CPU (for 16 prompts or more, no faster
@@ -579,9 +580,9 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
     >>> generate(model, vocab, ["ROMEO:", "JULIET:"], max_length=50, temperature=0.8, top_k=20, seed=7)
     ['...', '...']
     """
-    if sampler is not None:
-        temperature, top_k, top_p = sampler.temperature, sampler.top_k, sampler.top_p
-    sampling.check_sampling_args(temperature, top_k, top_p)
+    if sampling is not None:
+        temperature, top_k, top_p = sampling.temperature, sampling.top_k, sampling.top_p
+    sampling_lib.check_sampling_args(temperature, top_k, top_p)
     if max_length is None or int(max_length) != max_length or not 0 < int(max_length) <= MAX_GENERATE_TOKENS:
         raise errors.ConfigError(f"max_length must be an integer in [1, {MAX_GENERATE_TOKENS}], got {max_length}")
     single = isinstance(prompts, str)

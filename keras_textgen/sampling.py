@@ -5,9 +5,11 @@ tensors, so a single exported signature serves every strategy. Drawing is
 the Gumbel-max trick on Philox uniforms (`tf.random.stateless_uniform`),
 which also compiles with XLA (`tf.random.stateless_categorical` has no XLA
 kernel on CPU). XLA generates its own Philox stream, so under XLA a seed
-draws other (equally distributed) ids. The small
-sampler classes below (shaped like keras-hub's samplers) name the common
-settings for the Python API.
+draws other (equally distributed) ids. The small classes below (`Greedy`,
+`Temperature`, `TopK`, `TopP`) name common settings for the Python API,
+`generate(..., sampling=TopK(10))`. They are not keras-hub samplers, which
+run a decoding loop themselves (`sampler(next, prompt, ...)`): here the loop
+is `TextGenerator`'s, and these only name its knobs.
 
 Sampling never returns the pad or OOV id, and it is stateless: the same
 logits, settings and `seed` give the same ids on every run and every server.
@@ -124,8 +126,8 @@ def check_sampling_args(temperature, top_k, top_p):
         raise errors.ConfigError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
 
 
-class Sampler:
-    """Base class: a named setting of `temperature`, `top_k` and `top_p`.
+class Sampling:
+    """Base class: a named setting of `temperature`, `top_k` and `top_p` for `generate(sampling=...)`.
 
     Subclasses only choose the settings; the sampling itself is always
     `sample_next`, the same op the exported models run.
@@ -148,10 +150,10 @@ class Sampler:
         return f"{type(self).__name__}({args})"
 
 
-class GreedySampler(Sampler):
+class Greedy(Sampling):
     """Always the most likely token.
 
-    >>> GreedySampler()(tf.constant([[0.0, 0.0, 0.0, 5.0]])).numpy().tolist()
+    >>> Greedy()(tf.constant([[0.0, 0.0, 0.0, 5.0]])).numpy().tolist()
     [3]
     """
 
@@ -159,21 +161,21 @@ class GreedySampler(Sampler):
         super().__init__(temperature=0.0)
 
 
-class RandomSampler(Sampler):
+class Temperature(Sampling):
     """Samples from the softmax at a temperature (below 1: safer, above: wilder)."""
 
     def __init__(self, temperature=1.0):
         super().__init__(temperature=temperature)
 
 
-class TopKSampler(Sampler):
+class TopK(Sampling):
     """Samples among the `k` most likely tokens."""
 
     def __init__(self, k=10, temperature=1.0):
         super().__init__(temperature=temperature, top_k=k)
 
 
-class TopPSampler(Sampler):
+class TopP(Sampling):
     """Nucleus sampling: among the fewest tokens holding probability `p`."""
 
     def __init__(self, p=0.9, temperature=1.0):

@@ -276,11 +276,11 @@ def test_top_p_keeps_the_nucleus():
     assert set(ids.tolist()) == {3, 4}
 
 
-def test_sampler_classes_map_onto_generate(vocab, tiny_model):
-    a = ktg.generate(tiny_model, vocab, "the", max_length=20, sampler=ktg.TopKSampler(k=5, temperature=0.7), seed=3)
+def test_sampling_classes_map_onto_generate(vocab, tiny_model):
+    a = ktg.generate(tiny_model, vocab, "the", max_length=20, sampling=ktg.TopK(k=5, temperature=0.7), seed=3)
     b = ktg.generate(tiny_model, vocab, "the", max_length=20, temperature=0.7, top_k=5, seed=3)
     assert a == b
-    assert ktg.generate(tiny_model, vocab, "the", max_length=20, sampler=ktg.GreedySampler()) == \
+    assert ktg.generate(tiny_model, vocab, "the", max_length=20, sampling=ktg.Greedy()) == \
         ktg.generate(tiny_model, vocab, "the", max_length=20, temperature=0)
 
 
