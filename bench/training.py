@@ -27,7 +27,7 @@ import keras
 
 import keras_textgen as ktg
 from keras_textgen import data as data_lib
-from keras_textgen import training as training_lib
+from keras_textgen import steps as steps_lib
 
 from bench import baseline as baseline_lib
 from bench import corpora
@@ -57,7 +57,7 @@ def package_rate(texts, vocab, mode, batch_size, settings):
     # dataset at every epoch stalls about a second in some epochs here, which would dwarf 2 s epochs.
     steps = int(ds.reduce(0, lambda n, _: n + 1))
     # Steps per tf.function call as `keras-textgen train` picks them for an epoch of `steps`.
-    steps_per_execution = training_lib.steps_per_execution_for(steps)
+    steps_per_execution = steps_lib.steps_per_execution_for(steps)
     model = ktg.build_model(vocab, units=s.units, layers=1, steps_per_execution=steps_per_execution)
     ds = ktg.make_dataset(texts, vocab, mode=mode, batch_size=batch_size, seed=s.seed, repeat=True)
     real = data_lib.count_tokens(ds.take(steps))

@@ -103,7 +103,8 @@ class TrainConfig:
 
     def validate(self):
         from keras_textgen import vocab as vocab_lib
-        from keras_textgen.training import STRATEGIES, check_steps_per_execution
+        from keras_textgen.distribute import STRATEGIES
+        from keras_textgen.steps import check_steps_per_execution
 
         positive = {"epochs": self.epochs, "seq_len": self.seq_len, "backup_every": self.backup_every,
                     "max_line_length": self.max_line_length, "sample_length": self.sample_length}

@@ -40,7 +40,7 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
             weight decay on every weight but the biases.
         steps_per_execution: training steps per `tf.function` call of
             `model.fit`, as for `keras.Model.compile` (see
-            `keras_textgen.training.steps_per_execution_for`).
+            `keras_textgen.steps.steps_per_execution_for`).
         compile: compile with sparse categorical cross-entropy on logits.
 
     Returns:

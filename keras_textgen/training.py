@@ -6,7 +6,6 @@ the crash-safe model directory of `keras_textgen.artifacts`.
 """
 
 import contextlib
-import csv
 import dataclasses
 import json
 import math
@@ -17,20 +16,23 @@ import typing
 import keras
 import tensorflow as tf
 
+from keras_textgen import _compat
 from keras_textgen import artifacts
 from keras_textgen import backup
 from keras_textgen import callbacks as callbacks_lib
 from keras_textgen import corpus as corpus_lib
 from keras_textgen import data as data_lib
+from keras_textgen import distribute
 from keras_textgen import errors
+from keras_textgen import history as history_lib
 from keras_textgen import io_utils
 from keras_textgen import lock
 from keras_textgen import model as model_lib
 from keras_textgen import schedules
 from keras_textgen import sizing
+from keras_textgen import steps as steps_lib
 from keras_textgen import stopping
 from keras_textgen import threads
-from keras_textgen import vocab as vocab_lib
 from keras_textgen.vocab import Vocabulary
 
 
@@ -65,68 +67,6 @@ def describe(config, tokens):
             + f", dropout {config.dropout:g}, "
             + (f"AdamW wd {config.weight_decay:g}" if config.weight_decay else "Adam")
             + f", batch {config.batch_size}, lr {config.learning_rate:g} ({config.lr_schedule}), {encoding}{words}")
-
-
-MAX_STEPS_PER_EXECUTION = 8
-
-
-def steps_per_execution_for(epoch_steps, *step_counts, limit=MAX_STEPS_PER_EXECUTION):
-    """How many training steps `train` runs per `tf.function` call of `model.fit`.
-
-    Keras's `steps_per_execution` runs several steps in one call, which spares
-    the Python and function-call work between steps: LSTM(128) at batch 256
-    trains about 7% faster with 8 than with 1 on the benchmark's 2-core CPU,
-    with the same arithmetic. But Keras only runs whole calls: an epoch runs
-    a multiple of `steps_per_execution` steps (more than `steps_per_epoch`
-    if it does not divide it), and callbacks see the step count at the end
-    of a call only. The same holds for validation with a fixed number of
-    steps. So this is the largest count up to `limit` that divides
-    `epoch_steps` and each of `step_counts`: epochs and validations end on
-    the same step as one step at a time, and a backup, taken at the end of
-    the call that reaches each multiple of `backup_every`, always falls on a
-    whole call, so a resumed epoch runs whole calls too.
-
-    Args:
-        epoch_steps: steps per epoch; `None` or < 1 (unknown) gives 1.
-        *step_counts: other counts to divide: the fixed number of
-            validation steps, the step of the epoch a run resumes at;
-            `None` or 0 are skipped (a pass over finite validation data ends
-            where its data ends).
-        limit: the largest count to consider.
-
-    Example:
-
-    >>> steps_per_execution_for(150)
-    6
-    """
-    if not epoch_steps or epoch_steps < 1:
-        return 1
-    counts = [epoch_steps] + [c for c in step_counts if c]
-    return max(n for n in range(1, limit + 1) if all(c % n == 0 for c in counts))
-
-
-def check_steps_per_execution(steps_per_execution, step_counts):
-    """Refuses a `steps_per_execution` that does not divide each of `{name: steps}` (see `steps_per_execution_for`)."""
-    for name, steps in step_counts.items():
-        if steps is not None and steps % steps_per_execution:
-            raise errors.ConfigError(f"steps_per_execution must divide {name} ({steps}), got {steps_per_execution}")
-
-
-@contextlib.contextmanager
-def steps_per_call(model, steps_per_execution):
-    """Runs the `model.fit` inside with `steps_per_execution` steps per call.
-
-    The model's own setting (the one its `compile` had, which `model.save`
-    writes) comes back afterwards, with its step functions rebuilt on next
-    use, so the saved or returned model evaluates and trains as compiled.
-    """
-    own = model.steps_per_execution
-    model.steps_per_execution = steps_per_execution
-    try:
-        yield model
-    finally:
-        model.steps_per_execution = own
-        model.train_function = model.test_function = model.predict_function = None
 
 
 class Prepared(typing.NamedTuple):
@@ -244,82 +184,6 @@ def best_checkpoint_path(model_dir):
     return artifacts.path(model_dir, os.path.join(artifacts.CHECKPOINT_DIR, "best.keras"))
 
 
-def check_replicas(config, replicas):
-    """Refuses several steps per call with several replicas: Keras 3's multi-step loop fails there.
-
-    Keras runs each step of a multi-step call inside a `tf.cond`, and the
-    optimizer's cross-replica `merge_call` in it fails ("You must feed a
-    value for placeholder tensor", keras-team/keras#19246; seen with Keras
-    3.15 and `MirroredStrategy` over 2 devices). With one replica it runs.
-    """
-    if (config.steps_per_execution or 1) > 1 and replicas > 1:
-        raise errors.ConfigError(
-            f"steps_per_execution={config.steps_per_execution} does not run with {replicas} replicas "
-            "(Keras 3's multi-step loop under a distribution strategy, keras-team/keras#19246); leave it unset")
-
-
-def _steps_per_execution(config, epoch_steps, state):
-    """The run's `steps_per_execution`: the configured one, checked, or the automatic one.
-
-    `epoch_steps` are the steps of one of `fit`'s epochs. Both divide the
-    step of the epoch a resumed run starts at (a backup of a run with
-    another count, or of an older version, may sit between two calls of this
-    one). Automatic under a distribution strategy is 1: with several
-    replicas Keras's multi-step loop fails (`check_replicas`).
-    """
-    resume_step = state["step"] if state else None
-    if config.steps_per_execution is not None:
-        given = config.steps_per_epoch or config.validate_every  # checked by `validate` or below
-        check_steps_per_execution(config.steps_per_execution, {
-            "the steps of one pass over the training data": None if given else epoch_steps,
-            "validate_every": config.validate_every,
-            "the step of the epoch its backup was taken at": resume_step})
-        return config.steps_per_execution
-    if config.strategy not in (None, "default"):
-        return 1
-    return steps_per_execution_for(epoch_steps, config.validation_steps, resume_step)
-
-
-def read_history(csv_path):
-    """Per-epoch logs from the CSV history; a resumed epoch's last row wins."""
-    if not os.path.exists(csv_path):
-        return {}
-    rows = {}
-    with open(csv_path, newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                rows[int(row["epoch"])] = {k: float(v) for k, v in row.items() if k != "epoch" and v not in ("", None)}
-            except (KeyError, ValueError, TypeError):
-                continue  # a damaged row
-    history = {"epoch": [e + 1 for e in sorted(rows)]}
-    for e in sorted(rows):
-        for k, v in rows[e].items():
-            history.setdefault(k, []).append(v)
-    return history
-
-
-def plot_history(history, png_path):
-    """Writes the train/validation loss curves (bits per token) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for key, label in (("loss", "train"), ("val_loss", "validation")):
-        if history.get(key):
-            ax.plot(history["epoch"], [model_lib.bits(v) for v in history[key]], marker="o", label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("bits per token")
-    ax.set_title("keras_textgen training")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with io_utils.atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
 def train(config, model_dir, print_fn=print, verbose="auto"):
     """Trains a model as `config` says and writes the model directory.
 
@@ -340,22 +204,8 @@ def train(config, model_dir, print_fn=print, verbose="auto"):
     """
     config.validate()
     # One run per model directory: a second one fails at once, naming this process (keras_textgen.lock).
-    with lock.hold_directory(model_dir, "train") if _writes_model_dir(config) else contextlib.nullcontext():
+    with lock.hold_directory(model_dir, "train") if distribute.writes_model_dir(config) else contextlib.nullcontext():
         return _train(config, model_dir, print_fn, verbose)
-
-
-def _writes_model_dir(config):
-    """Whether this process writes the model directory: all but the non-chief workers of a multi-worker run."""
-    if config.strategy != "multi-worker":
-        return True
-    try:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
-        if "chief" in cluster:
-            return task.get("type") == "chief"
-        return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
-    except (ValueError, TypeError, AttributeError):
-        return True  # get_strategy reports a broken TF_CONFIG
 
 
 def _train(config, model_dir, print_fn, verbose):
@@ -364,8 +214,8 @@ def _train(config, model_dir, print_fn, verbose):
     model_dir = os.fspath(model_dir)
     # First of all, before any TensorFlow op runs: the thread pools, then a multi-worker strategy's collectives.
     threads.configure_threads(config.intra_op_threads)
-    strategy = get_strategy(config.strategy)
-    check_replicas(config, strategy.num_replicas_in_sync)
+    strategy = distribute.get_strategy(config.strategy)
+    distribute.check_replicas(config, strategy.num_replicas_in_sync)
     writer = bool(getattr(strategy.extended, "should_checkpoint", True))
     run_dir = artifacts.path(model_dir, artifacts.RUN_DIR)
     backup_dir = artifacts.path(model_dir, artifacts.BACKUP_DIR)
@@ -390,7 +240,7 @@ def _train(config, model_dir, print_fn, verbose):
         config, replicas=strategy.num_replicas_in_sync)
     fit_epochs, fit_steps = evaluation_plan(config, pass_steps)
     state = backup.read_state(backup_dir) if resuming else None
-    steps_per_execution = _steps_per_execution(config, fit_steps or pass_steps, state)
+    steps_per_execution = steps_lib.for_run(config, fit_steps or pass_steps, state)
     if resuming:
         saved = Vocabulary.load(os.path.join(run_dir, artifacts.VOCAB_FILE))
         if saved.get_vocabulary() != vocab.get_vocabulary():
@@ -426,10 +276,6 @@ def _train(config, model_dir, print_fn, verbose):
         model = model_lib.build_model(vocab, units=config.units, layers=config.layers, cell=config.cell,
                                       embedding_dim=config.embedding_dim or None, dropout=config.dropout,
                                       learning_rate=learning_rate, weight_decay=config.weight_decay)
-    if config.strategy not in (None, "default"):
-        _build_from_spec(model, train_ds.element_spec)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
-        _reduce_scalar_logs_across_workers()
     clock = stopping.RunClock(config.time_budget, progress=getattr(learning_rate, "progress", None))
     stoppers = [clock] + ([stopping.EarlyStopping(config.patience)] if config.patience else [])
     replicas = f", {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
@@ -442,7 +288,9 @@ def _train(config, model_dir, print_fn, verbose):
         model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(backup_dir, state["weights"]))
     else:
-        with steps_per_call(model, steps_per_execution):
+        patches = (_compat.distributed_fit(model, strategy, train_ds.element_spec)
+                   if config.strategy not in (None, "default") else contextlib.nullcontext())
+        with steps_lib.steps_per_call(model, steps_per_execution), patches:
             model.fit(train_ds, validation_data=val_ds, epochs=fit_epochs, steps_per_epoch=fit_steps,
                       validation_steps=config.validation_steps, verbose=verbose,
                       shuffle=False,  # the tf.data pipeline shuffles; Keras cannot shuffle a Dataset
@@ -452,7 +300,7 @@ def _train(config, model_dir, print_fn, verbose):
         return model, vocab, {}  # the chief writes the history
     state = backup.read_state(backup_dir) or state or {}
     run_config.update(stopped_by=_ended(state, config) or "epochs", train_seconds=state.get("train_seconds"))
-    history = read_history(os.path.join(run_dir, artifacts.HISTORY_CSV))
+    history = history_lib.read_history(os.path.join(run_dir, artifacts.HISTORY_CSV))
     finish(model, vocab, run_config, history, model_dir)
     return model, vocab, history
 
@@ -475,54 +323,6 @@ def _ended(state, config):
     if config.time_budget and state.get("train_seconds", 0.0) >= config.time_budget:
         return "time budget"
     return None
-
-
-def _build_from_spec(model, element_spec):
-    """Lets Keras build a distributed model from the dataset's spec instead of from a batch of it.
-
-    Under a distribution strategy Keras 3 (seen with 3.15) probes `fit`'s
-    and `evaluate`'s first batch before training and then starts the dataset
-    over. That has three costs: a new pass over a reshuffling dataset takes a
-    different order (so a distributed run would not see the batches a
-    single-device run sees, nor those a resumed run skips to); the probe
-    reduces the batch across replicas, which fails for partial batches; and
-    under a MultiWorkerMirroredStrategy of several workers it fails outright
-    ("Attempt to convert a value (PerReplica...) to a Tensor"). The probe only
-    needs shapes and dtypes, which the spec has.
-    """
-    original = model._maybe_symbolic_build
-
-    def probe(iterator=None, data_batch=None):
-        return original(data_batch=element_spec if data_batch is None else data_batch)
-
-    model._maybe_symbolic_build = probe
-
-
-def _reduce_scalar_logs_across_workers():
-    """Works around Keras 3 (seen with 3.15) under a MultiWorkerMirroredStrategy of several workers.
-
-    After each step Keras averages the logs over workers with
-    `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalar loss
-    and metrics ("Invalid reduction dimension 0 for input with 0
-    dimensions"; tensorflow/tensorflow#72388). Scalars are averaged with
-    `axis=None` instead; everything else goes to Keras unchanged.
-    """
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if getattr(tf_trainer.reduce_per_replica, "_keras_textgen", False):
-        return
-    original = tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            def mean(v):
-                scalar = getattr(getattr(v, "shape", None), "rank", None) == 0
-                return strategy.reduce("MEAN", v, axis=None) if scalar else original(v, strategy, reduction)
-            return tf.nest.map_structure(mean, values)
-        return original(values, strategy, reduction)
-
-    reduce_per_replica._keras_textgen = True
-    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def finish(model, vocab, run_config, history, model_dir):
@@ -548,7 +348,7 @@ def finish(model, vocab, run_config, history, model_dir):
     artifacts.save_json(run_config, model_dir, artifacts.CONFIG_FILE)
     artifacts.save_json(history, model_dir, artifacts.HISTORY_FILE)
     if history.get("epoch"):
-        plot_history(history, artifacts.path(model_dir, artifacts.PLOT_FILE))
+        history_lib.plot_history(history, artifacts.path(model_dir, artifacts.PLOT_FILE))
     artifacts.save_model(model, model_dir)
     shutil.rmtree(artifacts.path(model_dir, artifacts.RUN_DIR), ignore_errors=True)
     shutil.rmtree(artifacts.path(model_dir, artifacts.BACKUP_DIR), ignore_errors=True)
@@ -573,59 +373,3 @@ def restore_best(model, model_dir):
     model.load_weights(path)
     return {"epoch": saved.get("epoch"), "step": saved.get("step"), "val_loss": value,
             "val_bits_per_token": model_lib.bits(value)}
-
-
-STRATEGIES = ("mirrored", "multi-worker", "tpu")
-
-
-def get_strategy(name):
-    """The `tf.distribute` strategy for `--strategy`; create it before any other TensorFlow op runs.
-
-    * `None` / `"default"`: the default strategy (one device).
-    * `"mirrored"`: `MirroredStrategy` over every local GPU, or over every
-      logical CPU device when there is no GPU (configure several with
-      `tf.config.set_logical_device_configuration` to test on a laptop).
-    * `"multi-worker"`: `MultiWorkerMirroredStrategy`; the cluster and this
-      worker's role come from the `TF_CONFIG` environment variable.
-    * `"tpu"`: `TPUStrategy` on the TPU named by `TPU_NAME` (default
-      `"local"`, a Cloud TPU VM).
-    """
-    if name in (None, "default"):
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi-worker":
-        _check_tf_config()
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", "local"))
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, RuntimeError, tf.errors.OpError) as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise errors.ConfigError(f"--strategy tpu: no TPU found ({first})") from None
-        return tf.distribute.TPUStrategy(resolver)
-    raise errors.ConfigError(f"strategy must be one of {STRATEGIES}, got {name!r}")
-
-
-def _check_tf_config():
-    """A clear error for a `TF_CONFIG` that MultiWorkerMirroredStrategy would choke on."""
-    text = os.environ.get("TF_CONFIG")
-    if not text:
-        return  # one worker: the strategy runs alone
-    try:
-        tf_config = json.loads(text)
-    except ValueError as e:
-        raise errors.ConfigError(f"TF_CONFIG is not valid JSON ({e})") from None
-    cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
-    task = tf_config.get("task") if isinstance(tf_config, dict) else None
-    if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise errors.ConfigError('TF_CONFIG needs "cluster" and "task", e.g. {"cluster": {"worker": '
-                                 '["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}')
-    kind, index = task.get("type"), task.get("index")
-    members = cluster.get(kind)
-    if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
-        raise errors.ConfigError(f"TF_CONFIG task {task!r} is not in its cluster {sorted(cluster)}")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_textgen as ktg
-from keras_textgen import artifacts, backup, errors, training
+from keras_textgen import artifacts, backup, errors, steps, training
 from conftest import train_tiny_model_dir, write_lines_corpus
 
 
@@ -16,7 +16,7 @@ from conftest import train_tiny_model_dir, write_lines_corpus
     (-2, None, 1), (150, 4, 2), (40, 1, 1), (12, 3, 3), (None, 4, 1),
 ])
 def test_steps_per_execution_divides_the_epoch_and_the_validation(epoch_steps, validation_steps, expected):
-    assert training.steps_per_execution_for(epoch_steps, validation_steps) == expected
+    assert steps.steps_per_execution_for(epoch_steps, validation_steps) == expected
 
 
 def test_steps_per_execution_that_does_not_divide_the_validation_steps_is_refused():
