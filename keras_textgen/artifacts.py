@@ -15,6 +15,8 @@
       run/              the unfinished run's vocab.json, config.json and history.csv
                         (removed at the end, before backup/)
       logs/             TensorBoard logs (event files are appended, not atomic)
+      generator/        the traced generation loop as a SavedModel, which `generate`
+                        loads instead of tracing it (keras_textgen.generator_cache)
 
 Every other file is written to a hidden temporary name and renamed, so a
 crash never leaves a half-written file where a finished one is expected.

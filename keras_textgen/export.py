@@ -44,29 +44,18 @@ def state_names(generator):
     return names
 
 
-class ServingModule(generation.TextGenerator):
-    """The exported SavedModel: text in, text out, with the vocabulary inside.
+class GenerateModule(generation.TextGenerator):
+    """The generation loop alone, as the `serve` function of the SavedModel.
 
-    Signatures:
-        `serving_default`: `prompt` string `[batch]`, `max_length` int32,
-            `temperature` float32, `top_k` int32, `top_p` float32, `seed` int64
-            (scalars with defaults 200, 1.0, 0, 1.0, 0) -> `text` string
-            `[batch]`, `tokens` int32 `[batch, max_length]`, `lengths` int32
-            `[batch]`.
-        `score`: `text` string `[batch]` -> `log_likelihood`, `bits_per_char`
-            float32 `[batch]`, `num_tokens` int32 `[batch]`.
-        `step`: `tokens` int32 `[batch]` and the states (`h_0`, `c_0`, ...
-            float32 `[batch, units]`) -> `logits` float32 `[batch, V]` and the
-            new states under the same names.
-        `vocabulary`: no inputs -> `tokens` string `[V]` (index = id) and the
-            reserved ids `pad_id`, `oov_id`, `eos_id`.
+    `serve`: `prompt` string `[batch]`, `max_length` int32, `temperature`
+    float32, `top_k` int32, `top_p` float32, `seed` int64 (scalars with
+    defaults 200, 1.0, 0, 1.0, 0) -> `text` string `[batch]`, `tokens` int32
+    `[batch, max_length]`, `lengths` int32 `[batch]`. `ServingModule` adds
+    the other signatures; `keras_textgen.generator_cache` saves this one.
     """
 
-    def __init__(self, model, vocab):
-        super().__init__(model, vocab, name="keras_textgen")
-        self.tokens = tf.constant(vocab.get_vocabulary())
-        units = [u for shapes in self.state_shapes for u in shapes]
-        names = state_names(self)
+    def __init__(self, model, vocab, name="keras_textgen"):
+        super().__init__(model, vocab, name=name)
 
         @tf.function(autograph=False, input_signature=[
             tf.TensorSpec([None], tf.string, name="prompt"),
@@ -78,6 +67,33 @@ class ServingModule(generation.TextGenerator):
         def serve(prompt, max_length=tf.constant(DEFAULT_MAX_LENGTH), temperature=tf.constant(1.0),
                   top_k=tf.constant(0), top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64)):
             return self.generate(prompt, max_length, temperature, top_k, top_p, seed)
+
+        self.serve = serve
+
+
+class ServingModule(GenerateModule):
+    """The exported SavedModel: text in, text out, with the vocabulary inside.
+
+    Signatures:
+        `serving_default`: `GenerateModule.serve`: `prompt` string `[batch]`,
+            `max_length` int32, `temperature` float32, `top_k` int32, `top_p`
+            float32, `seed` int64 (scalars with defaults 200, 1.0, 0, 1.0, 0)
+            -> `text` string `[batch]`, `tokens` int32 `[batch, max_length]`,
+            `lengths` int32 `[batch]`.
+        `score`: `text` string `[batch]` -> `log_likelihood`, `bits_per_char`
+            float32 `[batch]`, `num_tokens` int32 `[batch]`.
+        `step`: `tokens` int32 `[batch]` and the states (`h_0`, `c_0`, ...
+            float32 `[batch, units]`) -> `logits` float32 `[batch, V]` and the
+            new states under the same names.
+        `vocabulary`: no inputs -> `tokens` string `[V]` (index = id) and the
+            reserved ids `pad_id`, `oov_id`, `eos_id`.
+    """
+
+    def __init__(self, model, vocab):
+        super().__init__(model, vocab)
+        self.tokens = tf.constant(vocab.get_vocabulary())
+        units = [u for shapes in self.state_shapes for u in shapes]
+        names = state_names(self)
 
         @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def score(text):
@@ -94,7 +110,7 @@ class ServingModule(generation.TextGenerator):
             return {"tokens": self.tokens, "pad_id": tf.constant(vocab_lib.PAD_ID),
                     "oov_id": tf.constant(vocab_lib.OOV_ID), "eos_id": tf.constant(vocab_lib.EOS_ID)}
 
-        self.serve, self.score_fn, self.step_fn, self.vocabulary = serve, score, step, vocabulary
+        self.score_fn, self.step_fn, self.vocabulary = score, step, vocabulary
 
     def signatures(self):
         return {"serving_default": self.serve, "score": self.score_fn, "step": self.step_fn,

@@ -582,6 +582,17 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
     """
     if sampling is not None:
         temperature, top_k, top_p = sampling.temperature, sampling.top_k, sampling.top_p
+    gen = get_generator(model, vocab)
+    return run_generate_fn(gen.generate_fn_xla if jit_compile else gen.generate_fn, prompts, max_length,
+                           temperature, top_k, top_p, seed)
+
+
+def run_generate_fn(generate_fn, prompts, max_length, temperature, top_k, top_p, seed):
+    """Checks a request, runs `generate_fn` (the traced loop, or a loaded SavedModel's) and decodes its text.
+
+    `generate_fn` takes `(prompt, max_length, temperature, top_k, top_p,
+    seed)` as tensors, positionally, and returns a dict with `text`. Returns a str for a single prompt, else a list of str.
+    """
     sampling_lib.check_sampling_args(temperature, top_k, top_p)
     if max_length is None or int(max_length) != max_length or not 0 < int(max_length) <= MAX_GENERATE_TOKENS:
         raise errors.ConfigError(f"max_length must be an integer in [1, {MAX_GENERATE_TOKENS}], got {max_length}")
@@ -595,12 +606,10 @@ def generate(model, vocab, prompts, max_length=100, temperature=1.0, top_k=0, to
                                  f"(undecodable bytes?): {prompt_list[broken[0]]!r}")
     if seed is None:
         seed = random.SystemRandom().randrange(2**62)
-    gen = get_generator(model, vocab)
-    generate_fn = gen.generate_fn_xla if jit_compile else gen.generate_fn
     try:
         out = generate_fn(tf.constant(prompt_list), tf.constant(int(max_length), tf.int32),
-                              tf.constant(float(temperature), tf.float32), tf.constant(int(top_k), tf.int32),
-                              tf.constant(float(top_p), tf.float32), tf.constant(int(seed), tf.int64))
+                          tf.constant(float(temperature), tf.float32), tf.constant(int(top_k), tf.int32),
+                          tf.constant(float(top_p), tf.float32), tf.constant(int(seed), tf.int64))
     except tf.errors.InvalidArgumentError as e:
         raise errors.ConfigError(assertion_message(e)) from None
     texts = [t.decode("utf-8", errors="replace") for t in out["text"].numpy()]

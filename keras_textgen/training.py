@@ -24,6 +24,7 @@ from keras_textgen import corpus as corpus_lib
 from keras_textgen import data as data_lib
 from keras_textgen import distribute
 from keras_textgen import errors
+from keras_textgen import generator_cache
 from keras_textgen import history as history_lib
 from keras_textgen import io_utils
 from keras_textgen import lock
@@ -350,6 +351,7 @@ def finish(model, vocab, run_config, history, model_dir):
     if history.get("epoch"):
         history_lib.plot_history(history, artifacts.path(model_dir, artifacts.PLOT_FILE))
     artifacts.save_model(model, model_dir)
+    generator_cache.save(model_dir)  # after model.keras: a kill in between only costs `generate` a trace
     shutil.rmtree(artifacts.path(model_dir, artifacts.RUN_DIR), ignore_errors=True)
     shutil.rmtree(artifacts.path(model_dir, artifacts.BACKUP_DIR), ignore_errors=True)
 
