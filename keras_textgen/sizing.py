@@ -11,25 +11,26 @@ explicitly overrides the rule.
 
 import dataclasses
 
-# (training tokens below, units, layers, dropout, batch size) for character models, smallest first.
-# Measured (bench/sizing.py, docs/training.md) on 30k-1M characters: below ~200k a narrow LSTM that takes
-# more steps in the budget beats a wider, more regularised one; from 300k on, LSTM 256 with dropout 0.3.
-# The last row is not measured here: a corpus that large is underfit by one-layer 256 in any budget.
+# (training tokens below, units, layers, dropout, batch size, peak learning rate) for character models,
+# smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md) on 30k-1M characters:
+# below ~200k a narrow LSTM that takes more steps in the budget beats a wider, more regularised one; at
+# 300k and the default 5-minute budget a wide LSTM with heavy dropout and a higher peak rate (it trades
+# steps for capacity: behind in budgets of a minute or two). The last row is not measured here.
 CHAR_RULE = (
-    (200_000, 128, 1, 0.2, 32),
-    (3_000_000, 256, 1, 0.3, 32),
-    (float("inf"), 512, 1, 0.2, 64),
+    (200_000, 128, 1, 0.2, 32, 5e-3),
+    (3_000_000, 512, 1, 0.5, 32, 1e-2),
+    (float("inf"), 512, 1, 0.2, 64, 5e-3),
 )
 # Word models: the vocabulary grows with the text and most words are rare.
 WORD_RULE = (
-    (200_000, 256, 1, 0.5, 32),
-    (2_000_000, 256, 1, 0.4, 64),
-    (float("inf"), 512, 2, 0.3, 128),
+    (200_000, 256, 1, 0.5, 32, 5e-3),
+    (2_000_000, 256, 1, 0.4, 64, 5e-3),
+    (float("inf"), 512, 2, 0.3, 128, 5e-3),
 )
 # AdamW's decoupled decay, on kernels and embeddings, not biases. Keras decays by lr * wd per step: 0.01 at
 # a 5e-3 peak is nanoGPT's 0.1 at 6e-4 per step; 0.1 here held the weights back (docs/training.md).
 WEIGHT_DECAY = 0.01
-LEARNING_RATE = 5e-3  # the peak of the warm-up + cosine schedule
+LEARNING_RATE = 5e-3  # the peak of the warm-up + cosine schedule, unless the row says otherwise
 WORD_EMBEDDING_DIM = 128
 EMBEDDING_ABOVE = 512  # ids: a wider vocabulary gets an embedding instead of one-hot inputs
 WORD_MAX_TOKENS = 20_000
@@ -86,12 +87,12 @@ def choose(tokens, level="char", vocab_size=None):
     Example:
 
     >>> choose(276_494)
-    Choice(units=256, layers=1, dropout=0.3, batch_size=32, weight_decay=0.01, learning_rate=0.005, ...)
+    Choice(units=512, layers=1, dropout=0.5, batch_size=32, weight_decay=0.01, learning_rate=0.01, ...)
     """
     rule = WORD_RULE if level == "word" else CHAR_RULE
-    below, units, layers, dropout, batch_size = next(row for row in rule if tokens < row[0])
+    below, units, layers, dropout, batch_size, learning_rate = next(row for row in rule if tokens < row[0])
     min_frequency, max_tokens = vocabulary_settings(tokens, level)
     wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
-    return Choice(units=units, layers=layers, dropout=dropout, batch_size=batch_size,
+    return Choice(units=units, layers=layers, dropout=dropout, batch_size=batch_size, learning_rate=learning_rate,
                   embedding_dim=WORD_EMBEDDING_DIM if wide else None,
                   min_frequency=min_frequency, max_tokens=max_tokens)

@@ -214,7 +214,10 @@ def test_bad_run_bounds_are_one_line_errors(text_file, tmp_path, capsys, args, m
 def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     choices = [sizing.choose(n) for n in (20_000, 100_000, 300_000, 1_000_000, 10_000_000)]
     widths = [c.units * c.layers for c in choices]
-    assert widths == sorted(widths) and widths[0] < widths[2] < widths[-1]  # capacity grows with the data
+    assert widths == sorted(widths) and widths[0] < widths[2]  # capacity grows with the data
+    dropouts = [c.dropout for c in choices]
+    assert dropouts[-1] < dropouts[2]  # a corpus too large to memorise in a budget needs less of it
+    assert choices[2].learning_rate == sizing.CHAR_RULE[1][5]  # each row sets its own peak learning rate
     assert all(c.dropout > 0 and c.weight_decay > 0 for c in choices)  # every size is regularised
     assert all(c.embedding_dim is None for c in choices)  # characters: one-hot
     word = sizing.choose(50_000, level="word", vocab_size=3000)
