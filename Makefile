@@ -33,11 +33,15 @@ run: $(STAMP)
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format saved_model --name python-docs
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format tflite --name python-docs
 
+# Test files run side by side (pytest-xdist), each file in one worker so its module fixtures (trained
+# models) are built once; at most 4 workers, since each holds its own TensorFlow (~1 GB).
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(PYTEST) tests
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -67,7 +67,9 @@ def test_readme_names_both_test_commands_and_ci_runs_the_whole_suite():
     assert "make run" in readme and "make test" in readme and "make test-fast" in readme
     assert (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1] == "make test"
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r'^test-fast: .*\n\t\$\(BIN\)/python -m pytest -q -m "not slow" tests$', makefile, flags=re.M)
+    assert re.search(r'^PYTEST := \$\(BIN\)/python -m pytest .*-n auto', makefile, flags=re.M)
+    assert re.search(r'^test: .*\n\t\$\(PYTEST\) tests$', makefile, flags=re.M)
+    assert re.search(r'^test-fast: .*\n\t\$\(PYTEST\) -m "not slow" tests$', makefile, flags=re.M)
 
 
 def test_relative_links_and_anchors_resolve():
