@@ -233,8 +233,13 @@ def cmd_train(args):
 
 
 def cmd_generate(args):
+    import tensorflow as tf
+
     from keras_textgen import artifacts, generation, generator_cache
 
+    # Grappler's graph rewrites cost the loop's first call ~2 s and gain nothing measurable at
+    # this length (bench/startup.py); this process runs one request, so they are off for it.
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     # The loop `train` saved in the model directory loads in a fraction of the time tracing it takes.
     generate_fn = None if args.jit_compile else generator_cache.load(args.model)
     if generate_fn is not None:
