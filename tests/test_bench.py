@@ -237,3 +237,23 @@ def test_profile_attributes_kernel_time_to_op_types(tmp_path):
     matmul_runs = sum(count for op_type, (_, count) in ops.items() if "MatMul" in op_type)
     assert matmul_runs == 2
     assert 0 < sum(t for t, _ in ops.values()) < 10 * seconds + 1
+
+
+@pytest.mark.slow
+def test_startup_smoke_times_every_way_and_judges_its_targets(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bench.startup", "--smoke", "--out-dir", str(tmp_path), "--name", "s"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / "s.json") as f:
+        results = json.load(f)
+    rows = {r["name"]: r for r in results["rows"]}
+    assert len(rows) == 6
+    for name, row in rows.items():
+        assert row["exit_s"] > 0, name
+        assert row["first_output_s"] is not None and 0 < row["first_output_s"] <= row["exit_s"], name
+    # Loading the kept loop is quicker than tracing it, even for a tiny model.
+    kept = rows["keras-textgen generate (kept generator)"]["first_output_s"]
+    assert kept < rows["keras-textgen generate (traced on each run)"]["first_output_s"]
+    assert [t["met"] is not None for t in results["targets"]] == [True, True]
+    assert "| Target | Goal | Measured | Met |" in (tmp_path / "s.md").read_text()
