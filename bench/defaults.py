@@ -92,6 +92,11 @@ def score(model_dir, texts, mode, seq_len=100):
 def run_row(name, corpus, texts, mode, args, folder, log):
     out = os.path.join(folder, name)
     wall, run_config, history, first = train_child(corpus, out, args, log)
+    return scored_row(name, out, wall, run_config, history, first, texts, mode, args, log)
+
+
+def scored_row(name, out, wall, run_config, history, first, texts, mode, args, log):
+    """The row of a trained model directory `out`: its held-out loss, and its history's best against it."""
     nats, keras_val = score(out, texts, mode)
     best = history.get("best") or {}
     row = {"name": name, "args": list(args), "wall_seconds": wall, "train_seconds": run_config.get("train_seconds"),
@@ -150,6 +155,8 @@ def own_part(settings, folder, budgets, log, n_lines=OWN_LINES, default_args=())
 def shakespeare_part(settings, folder, budgets, log):
     import keras_textgen as ktg
 
+    folder = os.path.join(folder, "shakespeare")  # its run names ("budget 10m") are the own part's too
+
     split = ktg.corpus.load(settings.data, mode="chunks")
     val = [t.decode() for t in split.validation.as_numpy_iterator()]
     rows = []
@@ -163,6 +170,7 @@ def word_part(settings, folder, budget, log, epochs=10):
     import keras_textgen as ktg
 
     corpus = "python-docs"
+    folder = os.path.join(folder, "word")
     split = ktg.corpus.load(corpus)
     val = [t.decode() for t in split.validation.as_numpy_iterator()]
     default_args = ["--level", "word"] + (["--time-budget", budget] if budget else [])
