@@ -104,6 +104,13 @@ def per_token_loss(model, dataset):
     token (on Tiny Shakespeare lines: 1.91 against 2.06 bits/char). This sums
     the loss over all real targets (target != pad) and divides once.
 
+    A compiled `keras.metrics.SparseCategoricalCrossentropy` does not do this
+    either (Keras 3.15, `reduction_metrics.py`): `Mean.update_state` reduces each batch
+    to per-sample means over its padded width T, so batch b adds
+    `sum(loss * mask) / T_b` to the total and `sum(mask) / T_b` to the count,
+    which weighs short-line batches up whenever T varies between batches, as
+    it does with bucketing. It is exact only in chunks mode, where T is fixed.
+
     Args:
         model: a model from `build_model` (logits out).
         dataset: batches of `(inputs, targets)`, as `make_dataset` gives.
