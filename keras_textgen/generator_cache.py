@@ -26,11 +26,12 @@ import os
 
 import tensorflow as tf
 
+from keras_textgen import artifacts
+
 GENERATOR_DIR = "generator"
 STAMP_FILE = "keras_textgen.json"
-# artifacts.MODEL_FILE, VOCAB_FILE and CONFIG_FILE (not imported: no Keras here). config.json is included so
-# that a damaged directory gets `load_model_dir`'s clear error rather than text.
-_SOURCES = ("model.keras", "vocab.json", "config.json")
+# config.json is included so that a damaged directory gets `load_model_dir`'s clear error rather than text.
+_SOURCES = (artifacts.MODEL_FILE, artifacts.VOCAB_FILE, artifacts.CONFIG_FILE)
 
 
 def _fingerprints(model_dir):
@@ -50,7 +51,6 @@ def save(model_dir):
     The model is loaded from its file, so the saved loop holds plain
     variables whatever `tf.distribute` strategy trained it.
     """
-    from keras_textgen import artifacts
     from keras_textgen import export
     from keras_textgen import io_utils
 
