@@ -1,5 +1,7 @@
 """`keras.layers.LSTM` with its time loop computed gate by gate (faster on CPU)."""
 
+import collections
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -71,23 +73,10 @@ class PerGateLSTM(keras.layers.LSTM):
             # The token ids back: 0 for an all-zero row, else 1 + the hot column (see `one_hot_table`).
             sequences = tf.where(tf.reduce_any(sequences != 0, axis=-1),
                                  tf.argmax(sequences, axis=-1, output_type=tf.int32) + 1, 0)
-        # Keras's gate order: i, f, c, o.
-        kernels = ops.split(one_hot_table(cell.kernel) if self.one_hot_inputs else cell.kernel, 4, axis=1)
-        recurrent_kernels = ops.split(cell.recurrent_kernel, 4, axis=1)
-        biases = ops.split(cell.bias, 4, axis=0) if cell.use_bias else [None] * 4
-
-        def gate(x, h, k, r, b):
-            z = (tf.gather(k, x) if self.one_hot_inputs else ops.matmul(x, k)) + ops.matmul(h, r)
-            return z if b is None else z + b
+        weights = gate_weights(cell, self.one_hot_inputs)
 
         def step(x, states):
-            h, c = states
-            z_i, z_f, z_c, z_o = [gate(x, h, k, r, b) for k, r, b in zip(kernels, recurrent_kernels, biases)]
-            i = cell.recurrent_activation(z_i)
-            f = cell.recurrent_activation(z_f)
-            c = f * c + i * cell.activation(z_c)
-            o = cell.recurrent_activation(z_o)
-            h = o * cell.activation(c)
+            h, c = step_gates(cell, weights, project_gates(weights, x), *states)
             return h, [h, c]
 
         return _time_loop(step, sequences, list(initial_state), mask, go_backwards=self.go_backwards,
@@ -103,6 +92,76 @@ def one_hot_table(kernel):
     table gives exactly the input projection of that encoding, pad included.
     """
     return tf.concat([tf.zeros_like(kernel[:1]), kernel], axis=0)
+
+
+class GateWeights(collections.namedtuple("GateWeights", ["inputs", "recurrent", "biases", "one_hot"])):
+    """An LSTM cell's weights split by gate, in Keras's order (i, f, c, o); see `gate_weights`."""
+
+
+def gate_weights(cell, one_hot_inputs=False):
+    """Splits a `keras.layers.LSTMCell`'s weights into its four gates' columns, once per call.
+
+    This is the one place the package lays out LSTM weights: `PerGateLSTM`'s
+    time loop, `TextGenerator.step` and the generation loop all step with
+    `project_gates` and `step_gates` on these. Each gate has its own input
+    kernel and recurrent kernel, so a step never splits (copies) the
+    `[batch, 4 units]` pre-activations, and its gradient never concatenates
+    them back; the eight small matmuls are independent and run side by side
+    on a multi-core CPU.
+
+    With `one_hot_inputs` the inputs are token ids standing for one-hot rows
+    (see `one_hot_table`): each gate's input weight is a table read by row,
+    with the bias folded in (row 0, the pad id, is the bias alone, what an
+    all-zero input gives), and `biases` are `None`.
+
+    Returns:
+        A `GateWeights` `(inputs, recurrent, biases, one_hot)`: lists of four
+        tensors each (`biases` of `None` where there is no separate bias).
+
+    Example:
+
+    >>> cell = keras.layers.LSTMCell(8); cell.build((None, 3))
+    >>> w = gate_weights(cell)
+    >>> h, c = step_gates(cell, w, project_gates(w, tf.ones([2, 3])), tf.zeros([2, 8]), tf.zeros([2, 8]))
+    >>> h.shape
+    TensorShape([2, 8])
+    """
+    kernel = cell.kernel
+    bias = cell.bias if cell.use_bias else None
+    if one_hot_inputs:
+        kernel = one_hot_table(kernel)
+        if bias is not None:
+            kernel, bias = kernel + bias, None
+    biases = [None] * 4 if bias is None else ops.split(bias, 4, axis=0)
+    return GateWeights(ops.split(kernel, 4, axis=1), ops.split(cell.recurrent_kernel, 4, axis=1), biases,
+                       bool(one_hot_inputs))
+
+
+def project_gates(weights, x):
+    """Each gate's input projection of `x`, bias included: four `[batch, units]` tensors.
+
+    `x` is `[batch, input_dim]` floats, or int32 token ids `[batch]` for
+    one-hot weights.
+    """
+    out = []
+    for kernel, bias in zip(weights.inputs, weights.biases):
+        z = tf.gather(kernel, x) if weights.one_hot else ops.matmul(x, kernel)
+        out.append(z if bias is None else z + bias)
+    return out
+
+
+def step_gates(cell, weights, projected, h, c):
+    """One LSTM step from the gates' input projections: Keras's `LSTMCell` arithmetic, gate by gate.
+
+    Returns:
+        The new `(h, c)`.
+    """
+    z_i, z_f, z_c, z_o = [p + ops.matmul(h, r) for p, r in zip(projected, weights.recurrent)]
+    i = cell.recurrent_activation(z_i)
+    f = cell.recurrent_activation(z_f)
+    c = f * c + i * cell.activation(z_c)
+    o = cell.recurrent_activation(z_o)
+    return o * cell.activation(c), c
 
 
 def _time_loop(step, sequences, states, mask, go_backwards, zero_output_for_mask, return_all_outputs):

@@ -32,7 +32,7 @@ def scale(logits, temperature):
     return logits / tf.maximum(tf.cast(temperature, tf.float32), 1e-6)
 
 
-def gumbel_argmax(logits, seed, rows=None):
+def gumbel_argmax(logits, seed):
     """One id per row of `[batch, V]` logits, drawn from `softmax(logits)`.
 
     Gumbel-max: `argmax(logits + g)` with `g = -log(-log(u))` is an exact
@@ -43,18 +43,8 @@ def gumbel_argmax(logits, seed, rows=None):
     Args:
         logits: float32 `[batch, V]`.
         seed: int `[2]`; the same seed gives the same ids.
-        rows: optional int `(start, total)`: `logits` are rows `start` to
-            `start + batch` of a batch of `total` rows, and they draw what
-            those rows draw in the whole batch, so a batch split into
-            shards samples the same ids as the whole.
     """
-    shape = tf.shape(logits)
-    if rows is None:
-        u = tf.random.stateless_uniform(shape, seed=seed, minval=_TINY, maxval=1.0, alg="philox")
-    else:
-        start, total = rows
-        u = tf.random.stateless_uniform([total, shape[1]], seed=seed, minval=_TINY, maxval=1.0, alg="philox")
-        u = u[start:start + shape[0]]
+    u = tf.random.stateless_uniform(tf.shape(logits), seed=seed, minval=_TINY, maxval=1.0, alg="philox")
     return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
 
 
@@ -93,7 +83,7 @@ def filter_logits(logits, temperature, top_k, top_p):
     return tf.cond(tf.cast(top_p, tf.float32) < 1.0, apply_top_p, lambda: logits)
 
 
-def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, seed=(0, 0), rows=None):
+def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, seed=(0, 0)):
     """Picks one token id per row of `[batch, V]` logits.
 
     Args:
@@ -104,16 +94,41 @@ def sample_next(logits, temperature=1.0, top_k=0, top_p=1.0, seed=(0, 0), rows=N
         top_p: sample only from the smallest set of tokens whose probability
             reaches p (1.0 = off).
         seed: int `[2]` seed of the draw (see `gumbel_argmax`).
-        rows: optional `(start, total)` when `logits` are a shard of a
-            larger batch (see `gumbel_argmax`).
 
     Returns:
         int32 `[batch]` token ids, never the pad or OOV id.
     """
     filtered = filter_logits(logits, temperature, top_k, top_p)
     greedy = tf.argmax(filtered, axis=-1, output_type=tf.int32)
-    sampled = gumbel_argmax(filtered, seed, rows)
+    sampled = gumbel_argmax(filtered, seed)
     return tf.where(tf.cast(temperature, tf.float32) > 0.0, sampled, greedy)
+
+
+def greedy_pick(logits, temperature, top_k, top_p, seed):
+    """The most likely id of each row (the other knobs are unused)."""
+    return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+
+def temperature_pick(logits, temperature, top_k, top_p, seed):
+    """An id drawn from `softmax(logits / temperature)` (no top-k or top-p filter)."""
+    return gumbel_argmax(scale(logits, temperature), seed)
+
+
+def filtered_pick(logits, temperature, top_k, top_p, seed):
+    """An id drawn after the top-k and top-p filters: `sample_next`."""
+    return sample_next(logits, temperature, top_k, top_p, seed=seed)
+
+
+# The generation loop's token pickers, one per strategy, indexed by `pick_index`. Each has the signature
+# `(logits, temperature, top_k, top_p, seed)`; the logits come with pad and OOV already banned.
+PICKS = (greedy_pick, temperature_pick, filtered_pick)
+
+
+def pick_index(temperature, top_k, top_p):
+    """The index in `PICKS` of the picker for these settings: 0 greedy, 1 temperature, 2 filtered."""
+    filtered = tf.logical_or(tf.cast(top_k, tf.int32) > 0, tf.cast(top_p, tf.float32) < 1.0)
+    sampled = tf.cast(temperature, tf.float32) > 0.0
+    return tf.where(sampled, tf.where(filtered, 2, 1), 0)
 
 
 def check_sampling_args(temperature, top_k, top_p):

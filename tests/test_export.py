@@ -248,9 +248,11 @@ def test_lite_sampler_follows_the_softmax_never_picks_pad_or_oov_and_keeps_top_k
 
 
 @pytest.mark.slow
-def test_quantized_models_are_smaller_and_close_in_quality(tflite_files):
-    sizes = {q: os.path.getsize(p) for q, p in tflite_files.items()}
-    # A tiny model is mostly fixed overhead; the benchmark reports the default model's sizes.
+def test_quantized_models_are_smaller_and_close_in_quality(tflite_files, vocab):
+    # The converter leaves weights under 1024 elements in float32, which is every per-gate weight of the
+    # test's LSTM(16): an LSTM(64) has 64 x 64 recurrent kernels. The benchmark reports the default model's sizes.
+    wider = ktg.build_model(vocab, units=64, layers=1, compile=False)
+    sizes = {q: len(export.convert_tflite(wider, vocab, quantize=q)[0]) for q in ("none", "dynamic", "float16")}
     assert sizes["dynamic"] < sizes["float16"] < sizes["none"]
     text = "\n".join(LINES[:4])
     bits = {q: LiteGenerator(p).bits_per_token(text) for q, p in tflite_files.items()}

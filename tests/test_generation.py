@@ -7,7 +7,8 @@ import tensorflow as tf
 
 import keras_textgen as ktg
 from keras_textgen import errors, sampling
-from keras_textgen.generation import _step_of, get_generator
+from keras_textgen import decoding
+from keras_textgen.generation import get_generator
 from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID
 
 
@@ -25,7 +26,7 @@ def test_greedy_matches_rerunning_the_whole_prefix(vocab, tiny_model, variant, j
 
 
 def _check_greedy_against_rerun(tiny_model, vocab, jit_compile=False):
-    """One prompt alone and the same prompt in a batch (the loop's two gate layouts) against the re-run."""
+    """One prompt alone and the same prompt in a batch against the re-run."""
     prompt = "the ca"
     fast = ktg.generate(tiny_model, vocab, prompt, max_length=25, temperature=0, jit_compile=jit_compile)
     in_batch = ktg.generate(tiny_model, vocab, ["a dog", prompt, ""], max_length=25, temperature=0,
@@ -54,51 +55,55 @@ def _keras_cells_step(model, tokens, states):
     return model.layers[-1](x), new_states
 
 
-@pytest.mark.parametrize("per_gate", [None, False, True],
-                         ids=["TextGenerator.step", "fused gates (one row)", "gate by gate (a batch)"])
-def test_decoder_step_layouts_equal_the_keras_cells(vocab, tiny_model, per_gate):
-    """`step` and the generation loop's step, in either layout of the first LSTM, are the Keras cells' step.
+@pytest.mark.parametrize("banned", [False, True], ids=["TextGenerator.step", "the generation loop's step"])
+@pytest.mark.parametrize("variant", ["two-layer lstm", "embedding lstm", "embedding gru"])
+def test_decoder_step_equals_the_keras_cells(vocab, tiny_model, variant, banned):
+    """`step` and the generation loop's (banned) step are the Keras cells' step.
 
     Random states of unit scale make every gate matter (greedy text from a
     barely trained model can hide a swapped gate behind the head's bias).
     """
-    gen = get_generator(tiny_model, vocab)
+    model = tiny_model if variant == "two-layer lstm" else _embedding_model(vocab, variant.split()[1])
+    gen = get_generator(model, vocab)
     rng = np.random.default_rng(0)
     tokens = tf.constant([PAD_ID, EOS_ID, 5, vocab.size - 1, 7], tf.int32)
-    states = [tf.constant(rng.normal(size=(5, units)), tf.float32) for shape in gen.state_shapes for units in shape]
-    want_logits, want_states = _keras_cells_step(tiny_model, tokens, states)
-    step = gen.step if per_gate is None else _step_of(gen._decoder(per_gate))
-    got_logits, got_states = step(tokens, states)
-    assert len(got_states) == len(want_states) == 4
-    real = [i for i in range(vocab.size) if i not in (PAD_ID, OOV_ID)]  # the decoder's head also bans these
+    states = [tf.constant(rng.normal(size=s.shape), tf.float32) for s in gen.initial_state(5)]
+    want_logits, want_states = _keras_cells_step(model, tokens, states)
+    got_logits, got_states = gen.decoder(banned=banned).step(tokens, states) if banned else gen.step(tokens, states)
+    assert len(got_states) == len(want_states) == (4 if variant == "two-layer lstm" else len(states))
+    real = [i for i in range(vocab.size) if i not in (PAD_ID, OOV_ID)]
     np.testing.assert_allclose(tf.gather(got_logits, real, axis=1), tf.gather(want_logits, real, axis=1),
                                rtol=1e-5, atol=1e-5)
-    if per_gate is not None:
-        assert np.isneginf(tf.gather(got_logits, [PAD_ID, OOV_ID], axis=1).numpy()).all()
+    banned_logits = tf.gather(got_logits, [PAD_ID, OOV_ID], axis=1).numpy()
+    if banned:
+        assert np.isneginf(banned_logits).all()
+    else:
+        np.testing.assert_allclose(banned_logits, tf.gather(want_logits, [PAD_ID, OOV_ID], axis=1), rtol=1e-5,
+                                   atol=1e-5)
     for got, want in zip(got_states, want_states):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("unroll", [1, 4])
-@pytest.mark.parametrize("variant", ["two-layer lstm, fused gates", "two-layer lstm, gate by gate", "embedding gru"])
-def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab, tiny_model, variant, unroll):
+def _embedding_model(vocab, cell):
+    model = ktg.build_model(vocab, units=12, layers=1, cell=cell, embedding_dim=6)
+    model.layers[-1].bias.assign(np.linspace(-1, 1, vocab.size))
+    return model
+
+
+@pytest.mark.parametrize("variant", ["two-layer lstm", "embedding gru"])
+def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab, tiny_model, variant):
     """Priming a right-padded batch equals the Keras model on each row alone, up to its own length.
 
     Rows of 1 to 10 ids (EOS included) in one batch of width 10: each row's state must
-    stop at its own end (the pad positions after it change nothing), and
-    steps past the width, which the unrolled loop runs, must not count.
+    stop at its own end (the pad positions after it change nothing).
     """
-    if "gru" in variant:
-        model = ktg.build_model(vocab, units=12, layers=1, cell="gru", embedding_dim=6)
-        model.layers[-1].bias.assign(np.linspace(-1, 1, vocab.size))
-    else:
-        model = tiny_model
+    model = _embedding_model(vocab, "gru") if "gru" in variant else tiny_model
     gen = get_generator(model, vocab)
-    layout = gen._decoder(per_gate="gate by gate" in variant)
+    decoder = gen.decoder(banned=True)
     prompts = ["the cat s", "a", "", "dog ran", "ab"]
     padded, lengths = gen.primer_ids(gen.encode(tf.constant(prompts)))
     assert padded.shape == (5, 10)
-    logits, states = gen.prime(padded, lengths, decoder=layout, unroll=unroll)
+    logits, states = decoding.prime(decoder, padded, lengths)
     real = [i for i in range(vocab.size) if i not in (PAD_ID, OOV_ID)]
     assert np.isneginf(tf.gather(logits, [PAD_ID, OOV_ID], axis=1).numpy()).all()
     for row, prompt in enumerate(prompts):
@@ -107,7 +112,7 @@ def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab
         np.testing.assert_allclose(tf.gather(logits[row], real), want[real], rtol=1e-5, atol=1e-5)
     # Padding the same rows further (a wider batch) leaves the result unchanged.
     wider = tf.pad(padded, [[0, 0], [0, 3]])
-    logits_wider, states_wider = gen.prime(wider, lengths, decoder=layout, unroll=unroll)
+    logits_wider, states_wider = decoding.prime(decoder, wider, lengths)
     np.testing.assert_allclose(logits_wider, logits, rtol=1e-6, atol=1e-6)
     for got, want in zip(states_wider, states):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
@@ -181,72 +186,6 @@ def test_stops_at_eos_and_reports_lengths(vocab, tiny_model):
             assert length == end
         assert len(text.decode()) == length
         assert not set(row[:length]) & {PAD_ID, OOV_ID, EOS_ID}
-
-
-@pytest.mark.slow  # several generation graphs traced; `make test-fast` leaves it out
-def test_unrolled_loop_gives_the_tokens_of_one_step_per_iteration(vocab, tiny_model):
-    """Several steps per while-loop iteration change neither the tokens nor where rows stop.
-
-    Sampling at a high temperature ends rows at EOS at different positions,
-    and the lengths are not multiples of the unroll factors.
-    """
-    gen = get_generator(tiny_model, vocab)
-    args = gen.primer_ids(gen.encode(tf.constant(["the cat", "a", "", "dog"])))
-    runs = {unroll: tf.function(lambda *a, unroll=unroll: gen.continue_ids(*a, unroll=unroll), autograph=False)
-            for unroll in (1, 3, 4)}
-    for max_length in (1, 7, 40):
-        for temperature in (0.0, 2.0):
-            sampling_args = (tf.constant(max_length), tf.constant(temperature), tf.constant(0), tf.constant(1.0),
-                             tf.constant(3, tf.int64))
-            want, _ = runs[1](*args, *sampling_args)
-            assert want.shape == (4, max_length)
-            for unroll in (3, 4):
-                np.testing.assert_array_equal(runs[unroll](*args, *sampling_args)[0], want)
-        ended = (want.numpy() == EOS_ID).any(axis=1)
-        assert max_length == 1 or 0 < ended.sum() < 4  # the sampled rows stop at different points
-
-
-@pytest.mark.parametrize("batch", [5, 17])
-@pytest.mark.slow  # several generation graphs traced; `make test-fast` leaves it out
-def test_loops_over_shards_of_the_rows_give_the_tokens_of_one_loop(vocab, tiny_model, batch):
-    """A batch run as several loops over slices of its rows gives the same tokens and steps as one loop.
-
-    17 rows split unevenly (and 3 shards leave remainders); 5 rows are
-    below `DECODE_SHARD_MIN_ROWS`, so one shard holds them all and the
-    others are empty. Sampled rows must draw the noise of their own rows of
-    the whole batch, and the prompts of different lengths end at different
-    points.
-    """
-    _check_shards(get_generator(tiny_model, vocab), batch, (2, 3),
-                  [(0.0, 0, 1.0), (2.0, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.7)])
-
-
-@pytest.mark.slow  # several generation graphs traced; `make test-fast` leaves it out
-def test_loops_over_shards_give_the_tokens_of_one_loop_for_an_embedding_gru(vocab):
-    """The shards also run the generic cell path (no one-hot LSTM layout)."""
-    keras.utils.set_random_seed(1)
-    model = ktg.build_model(vocab, units=12, layers=1, cell="gru", embedding_dim=6)
-    model.layers[-1].bias.assign(np.linspace(-1, 1, vocab.size))
-    _check_shards(get_generator(model, vocab), 17, (2,), [(0.0, 0, 1.0), (2.0, 0, 1.0)])
-
-
-def _check_shards(gen, batch, shard_counts, strategies):
-    rng = np.random.default_rng(batch)
-    prompts = ["".join(rng.choice(list("the cat"), rng.integers(0, 9))) for _ in range(batch)]
-    args = gen.primer_ids(gen.encode(tf.constant(prompts)))
-    runs = {shards: tf.function(lambda *a, shards=shards: gen.continue_ids(*a, shards=shards), autograph=False)
-            for shards in (1, *shard_counts)}
-    for temperature, top_k, top_p in strategies:
-        sampling_args = (tf.constant(40), tf.constant(temperature), tf.constant(top_k), tf.constant(top_p),
-                         tf.constant(3, tf.int64))
-        want, want_steps = runs[1](*args, *sampling_args)
-        assert want.shape == (batch, 40)
-        for shards in shard_counts:
-            got, steps = runs[shards](*args, *sampling_args)
-            np.testing.assert_array_equal(got, want, err_msg=f"{shards} shards, temperature {temperature}")
-            assert int(steps) == int(want_steps)
-    ended = (want.numpy() == EOS_ID).any(axis=1)
-    assert 0 < ended.sum() < batch  # the last (sampled) rows stop at different points
 
 
 def test_sampling_never_picks_pad_or_oov():

@@ -1,0 +1,167 @@
+"""The numeric generation loop: one recurrent step per token, prompt priming, sampling per strategy.
+
+`Decoder` is a model's next-token step built from its own Keras layers and
+weights: every LSTM layer steps with `keras_textgen.lstm`'s gate-by-gate
+arithmetic (the same code `PerGateLSTM` trains with), other cells (GRU) with
+their Keras cell. `continue_ids` primes the states on the prompts and runs
+the loop, one step per loop iteration; it holds only dense tensors, so XLA
+can compile it.
+
+One loop, one layout: unrolling the loop and running a large batch as
+loops over slices of its rows made generation faster on this project's
+CPU host for some shapes, but each cost the first call and every load of
+a SavedModel more than it gave back to a typical request
+(`bench/HISTORY.md`, "measured, not adopted").
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from keras_textgen import lstm as lstm_lib
+from keras_textgen import sampling as sampling_lib
+from keras_textgen import vocab as vocab_lib
+
+class Decoder:
+    """A model's one-token step, with its weights laid out once (build it inside the `tf.function`).
+
+    Args:
+        parts: `(encoding, recurrent_layers, head)` of the model.
+        one_hot: the first layer reads one-hot tokens (`TokenEncoding` with no
+            embedding), so an LSTM there reads its input projection as table
+            rows (`lstm.gate_weights(one_hot_inputs=True)`).
+        banned: fold `-inf` for the pad and OOV ids into the head's bias, so
+            the logits come out ready for sampling.
+    """
+
+    def __init__(self, parts, one_hot, banned=False):
+        self.encoding, self.layers, head = parts
+        self.one_hot = one_hot
+        self.gates = [lstm_lib.gate_weights(layer.cell, one_hot and n == 0)
+                      if isinstance(layer, keras.layers.LSTM) else None for n, layer in enumerate(self.layers)]
+        self.state_sizes = [len(shapes) for shapes in state_shapes(self.layers)]
+        self.units = self.layers[-1].cell.units
+        bias = head.bias if head.use_bias else 0.0
+        if banned:
+            bias = bias + banned_bias(head.units)
+        if head.activation is keras.activations.linear:
+            self.head = lambda x: tf.matmul(x, head.kernel) + bias
+        else:
+            self.head = lambda x: head(x) + (banned_bias(head.units) if banned else 0.0)
+
+    def cells(self, tokens, states):
+        """Int32 tokens `[batch]` and the flat states -> `(last layer's output, new states)`."""
+        x = tokens if self.gates[0] is not None and self.one_hot else self.encoding(tokens)
+        states, new_states = list(states), []
+        for layer, gates, n in zip(self.layers, self.gates, self.state_sizes):
+            layer_states, states = states[:n], states[n:]
+            if gates is not None:
+                x, c = lstm_lib.step_gates(layer.cell, gates, lstm_lib.project_gates(gates, x), *layer_states)
+                new_states += [x, c]
+            else:
+                x, layer_new = layer.cell(x, layer_states, training=False)
+                new_states += layer_new if isinstance(layer_new, (list, tuple)) else [layer_new]
+        return x, new_states
+
+    def step(self, tokens, states):
+        """Int32 tokens `[batch]` -> `(logits [batch, V], new states)`."""
+        x, new_states = self.cells(tokens, states)
+        return self.head(x), new_states
+
+    def initial_state(self, batch_size):
+        """Zero states: a flat list, `[h, c]` per LSTM layer (`[h]` per GRU layer)."""
+        return [tf.zeros([batch_size, layer.cell.units])
+                for layer, n in zip(self.layers, self.state_sizes) for _ in range(n)]
+
+
+def state_shapes(layers):
+    """The states of each recurrent layer: `[units, units]` (h, c) for an LSTM, `[units]` for a GRU."""
+    return [[layer.units] * (2 if isinstance(layer, keras.layers.LSTM) else 1) for layer in layers]
+
+
+def banned_bias(vocab_size):
+    """`[V]`: 0, and -inf at the ids generation never emits (pad, OOV)."""
+    banned = sampling_lib.BANNED_IDS
+    return tf.scatter_nd([[i] for i in banned], tf.fill([len(banned)], -math.inf), [vocab_size])
+
+
+def prime(decoder, ids, lengths):
+    """Runs right-padded prompt ids `[batch, T]` through the cells.
+
+    Rows stop updating their state after their own length, so prompts of
+    different lengths share one batch. Returns the head's logits after each
+    row's last prompt token and the states there.
+    """
+    batch = tf.shape(ids)[0]
+    time_major = tf.transpose(ids)  # each step reads a contiguous row
+
+    def body(t, x, states):
+        step_x, step_states = decoder.cells(time_major[t], states)
+        active = (t < lengths)[:, None]
+        states = [tf.where(active, new, old) for new, old in zip(step_states, states)]
+        return t + 1, tf.where(active, step_x, x), states
+
+    _, x, states = tf.while_loop(lambda t, *_: t < tf.shape(ids)[1], body,
+                                 (tf.constant(0), tf.zeros([batch, decoder.units]), decoder.initial_state(batch)),
+                                 parallel_iterations=1)
+    return decoder.head(x), states
+
+
+def decode(decoder, logits, states, max_length, pick):
+    """The generation loop: `pick(logits, i)` chooses token `i`, one step each.
+
+    `logits` (banned) and `states` are the primed ones. A row is finished
+    once it has emitted EOS; it emits pad after that, and the loop stops when
+    every row is finished. Sampled ids are never pad or OOV, so "id > EOS"
+    means "real text, still going".
+
+    Returns:
+        `(tokens, steps)`: int32 `[batch, max_length]`, and how many
+        positions the loop ran (every row has ended by then; the rest is pad).
+    """
+    token = pick(logits, 0)
+    # Pre-sized (XLA needs a fixed size); unwritten rows stack as 0, the pad id.
+    tokens = tf.TensorArray(tf.int32, size=max_length, element_shape=tf.TensorShape([None]))
+    tokens = tokens.write(0, token)
+
+    def cond(i, token, states, tokens):
+        return tf.logical_and(i < max_length, tf.reduce_any(token > vocab_lib.EOS_ID))
+
+    def body(i, token, states, tokens):
+        logits, states = decoder.step(token, states)
+        token = tf.where(token > vocab_lib.EOS_ID, pick(logits, i), vocab_lib.PAD_ID)
+        return i + 1, token, states, tokens.write(i, token)
+
+    steps, _, _, tokens = tf.while_loop(cond, body, (tf.constant(1), token, list(states), tokens),
+                                        parallel_iterations=1)
+    return tf.transpose(tokens.stack()), steps
+
+
+def continue_ids(decoder, ids, lengths, max_length, temperature, top_k, top_p, seed):
+    """Primes on prompt ids, then generates: the numeric part of `TextGenerator.generate`.
+
+    Only dense tensors and no string ops, so XLA can compile it; shapes are
+    fixed by the batch size and `max_length`. The sampling strategy
+    (`sampling.pick_index`) is chosen once, by one `tf.switch_case` around
+    the loop, so each loop body holds only its own strategy's ops.
+
+    Args:
+        decoder: a banned `Decoder`.
+        ids: int32 `[batch, T]`, each row `[EOS] + prompt ids`, right-padded.
+        lengths: int32 `[batch]`, the real length of each row.
+        max_length, temperature, top_k, top_p, seed: as in `generate`.
+
+    Returns:
+        `(tokens, steps)`: int32 `[batch, max_length]` (pad after each row's
+        end) and the number of positions the loop ran.
+    """
+    logits, states = prime(decoder, ids, lengths)
+
+    def loop(pick_fn):
+        def pick(x, i):
+            return pick_fn(x, temperature, top_k, top_p, tf.stack([seed, tf.cast(i, tf.int64)]))
+        return lambda: decode(decoder, logits, states, max_length, pick)
+
+    return tf.switch_case(sampling_lib.pick_index(temperature, top_k, top_p),
+                          [loop(pick_fn) for pick_fn in sampling_lib.PICKS])
