@@ -8,7 +8,7 @@
       history.png       the loss curves
       checkpoints/      best.keras, the model with the best validation loss, and
                         best.json, its {monitor, value, epoch} (kept across restarts)
-      backup/           keras_textgen.backup.BackupAndRestore while a run is unfinished:
+      backup/           keras_textgen.backup.StepBackupAndRestore while a run is unfinished:
                         training_metadata.json (epoch, step, global step, weights file)
                         and ckpt-<global step>.weights.h5 (weights + optimizer state),
                         the current one and the previous one (removed at the end)

@@ -6,7 +6,9 @@ restarts the interrupted epoch from step 0 with the mid-epoch weights: the
 steps already done in that epoch are trained again, so a resumed run takes
 more optimizer steps than an uninterrupted one.
 
-`BackupAndRestore` here is a drop-in subclass that fixes both:
+`StepBackupAndRestore` here is a reimplementation of that callback's contract
+(same arguments and `backup_dir` role; it shares none of Keras's code, since
+both of its hooks' behaviours change) that fixes both:
 
 * each backup is a new `ckpt-<global step>.weights.h5` (model weights and
   optimizer state, `optimizer.iterations` included) written under a
@@ -75,8 +77,11 @@ def read_state(backup_dir):
     return state
 
 
-class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` with atomic backups and resume by epoch and step.
+class StepBackupAndRestore(keras.callbacks.Callback):
+    """Keras's `BackupAndRestore`, reimplemented: atomic backups and resume by epoch and step.
+
+    It takes `keras.callbacks.BackupAndRestore`'s arguments and can replace
+    it in any `model.fit`; every hook is its own (see the module docstring).
 
     Args:
         backup_dir: folder of the backups (only for this run's backups).
@@ -100,13 +105,16 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     Example:
 
     >>> model.fit(ds, epochs=5, steps_per_epoch=100,
-    ...           callbacks=[BackupAndRestore("runs/x/backup", save_freq=20), ...])
+    ...           callbacks=[StepBackupAndRestore("runs/x/backup", save_freq=20), ...])
     """
 
     def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=True,
                  print_fn=None, resumable=()):
-        super().__init__(os.fspath(backup_dir), save_freq=save_freq, double_checkpoint=double_checkpoint,
-                         delete_checkpoint=delete_checkpoint)
+        super().__init__()
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = double_checkpoint
+        self.delete_checkpoint = delete_checkpoint
         if save_freq != "epoch" and (isinstance(save_freq, bool) or save_freq < 1):
             raise ValueError(f"save_freq must be 'epoch' or a positive integer, got {save_freq!r}")
         self.print_fn = print_fn
@@ -143,7 +151,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     # -- restore ----------------------------------------------------------------
     def on_train_begin(self, logs=None):
         if not self.model.built:
-            raise ValueError("To use BackupAndRestore, build the model before calling fit().")
+            raise ValueError("To use StepBackupAndRestore, build the model before calling fit().")
         state = self._state = read_state(self.backup_dir)
         self.restored = None
         self._resume_step = 0

@@ -150,7 +150,7 @@ def build_parser():
                    help="drop rarer tokens (default for words: 2, or 3 from 2M words on)")
     p.add_argument("--lowercase", action="store_true")
     p.add_argument("--seed", type=int, help="seed for reproducible runs")
-    p.add_argument("--backup-every", type=_positive_int, default=D.backup_every, help="BackupAndRestore every N steps")
+    p.add_argument("--backup-every", type=_positive_int, default=D.backup_every, help="back up the run every N steps (resume by re-running the command)")
     p.add_argument("--sample-prompt", action="append", dest="sample_prompts",
                    help="prompt for the samples printed each epoch (repeatable)")
     p.add_argument("--sample-length", type=_positive_int, default=D.sample_length,

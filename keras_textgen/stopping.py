@@ -1,7 +1,7 @@
 """When a run ends: a wall-clock budget and early stopping, both carried across a kill and resume.
 
 Both callbacks keep their state in the run's backup (`keras_textgen.backup.
-BackupAndRestore(resumable=...)` calls `backup_state` when it writes a
+StepBackupAndRestore(resumable=...)` calls `backup_state` when it writes a
 backup and `restore_state` when it resumes from one), so a resumed run has
 the time already spent and the evaluations already seen.
 """
@@ -65,7 +65,7 @@ class RunClock(keras.callbacks.Callback):
         self._update()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._update()  # again after BackupAndRestore, which may clear stop_training at an epoch's end
+        self._update()  # again after StepBackupAndRestore, which may clear stop_training at an epoch's end
         if logs is not None and self.model.optimizer is not None:  # for the history of every evaluation
             logs["step"] = int(self.model.optimizer.iterations.numpy())
             logs["train_seconds"] = self.seconds

@@ -159,14 +159,14 @@ def default_callbacks(model_dir, vocab, config, print_fn=print, writer=True, sto
     multi-worker run) only the backup callback and the stoppers are kept; it
     writes nothing.
     """
-    backup_cb = backup.BackupAndRestore(artifacts.path(model_dir, artifacts.BACKUP_DIR),
+    backup_cb = backup.StepBackupAndRestore(artifacts.path(model_dir, artifacts.BACKUP_DIR),
                                         save_freq=config.backup_every, double_checkpoint=True,
                                         delete_checkpoint=False, print_fn=print_fn if writer else None,
                                         resumable=stoppers)
     if not writer:
         return [backup_cb, *stoppers]
     return [
-        backup_cb,  # first: see BackupAndRestore's docstring
+        backup_cb,  # first: see StepBackupAndRestore's docstring
         callbacks_lib.BitsPerTokenLogger(),  # before the progress bar, which prints its logs
         *stoppers,  # after the backup (which may clear stop_training at an epoch's end); the clock logs its time
         # Listed here so it ends the epoch's progress line before the samples

@@ -362,7 +362,7 @@ def test_backup_and_restore_in_a_plain_model_fit(tmp_path, stop_at, epoch_length
     def fit(extra, data=dataset, backup_dir=tmp_path / "backup"):
         keras.utils.set_random_seed(0)
         model = ktg.build_model(vocab, units=8, layers=1)
-        cb = backup.BackupAndRestore(backup_dir, save_freq=2)
+        cb = backup.StepBackupAndRestore(backup_dir, save_freq=2)
         history = model.fit(data, epochs=epochs, verbose=0, callbacks=[cb, *extra], shuffle=False, **kwargs)
         return model, history, cb
 
