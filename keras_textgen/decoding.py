@@ -23,6 +23,7 @@ from keras_textgen import lstm as lstm_lib
 from keras_textgen import sampling as sampling_lib
 from keras_textgen import vocab as vocab_lib
 
+
 class Decoder:
     """A model's one-token step, with its weights laid out once (build it inside the `tf.function`).
 
@@ -43,12 +44,12 @@ class Decoder:
         self.state_sizes = [len(shapes) for shapes in state_shapes(self.layers)]
         self.units = self.layers[-1].cell.units
         bias = head.bias if head.use_bias else 0.0
-        if banned:
-            bias = bias + banned_bias(head.units)
-        if head.activation is keras.activations.linear:
+        ban = banned_bias(head.units) if banned else 0.0
+        if head.activation is keras.activations.linear:  # the ban folded into the bias: no add per step
+            bias = bias + ban
             self.head = lambda x: tf.matmul(x, head.kernel) + bias
         else:
-            self.head = lambda x: head(x) + (banned_bias(head.units) if banned else 0.0)
+            self.head = lambda x: head(x) + ban
 
     def cells(self, tokens, states):
         """Int32 tokens `[batch]` and the flat states -> `(last layer's output, new states)`."""

@@ -29,6 +29,10 @@ WORD_RULE = (
 )
 # AdamW's decoupled decay, on kernels and embeddings, not biases. Keras decays by lr * wd per step: 0.01 at
 # a 5e-3 peak is nanoGPT's 0.1 at 6e-4 per step; 0.1 here held the weights back (docs/training.md).
+# A budget shorter than this (seconds) trains the first row's narrow model whatever the corpus's size: in
+# a minute a wide LSTM takes too few steps to pass it (bench/HISTORY.md: 300k characters, 1 minute: LSTM 128
+# 2.59-2.65 bits/char against LSTM 512 2.94-2.96; 2 minutes: LSTM 512 ahead, 2.30 against 2.39).
+SHORT_BUDGET = 120
 WEIGHT_DECAY = 0.01
 LEARNING_RATE = 5e-3  # the peak of the warm-up + cosine schedule, unless the row says otherwise
 WORD_EMBEDDING_DIM = 128
@@ -73,13 +77,15 @@ def count_tokens(texts, level="char", lowercase=False):
     return int(sizes.reduce(tf.constant(0, tf.int64), lambda total, size: total + size))
 
 
-def choose(tokens, level="char", vocab_size=None):
+def choose(tokens, level="char", vocab_size=None, time_budget=None):
     """The settings for a corpus of `tokens` training tokens (see the module docstring).
 
     Args:
         tokens: characters (char level) or words (word level) in the training split.
         level: `"char"` or `"word"`.
         vocab_size: ids in the vocabulary, if known: a wide one gets an embedding.
+        time_budget: the run's training budget in seconds, if any: under
+            `SHORT_BUDGET` the rule's narrowest row is used.
 
     Returns:
         A `Choice`.
@@ -90,7 +96,9 @@ def choose(tokens, level="char", vocab_size=None):
     Choice(units=512, layers=1, dropout=0.5, batch_size=32, weight_decay=0.01, learning_rate=0.01, ...)
     """
     rule = WORD_RULE if level == "word" else CHAR_RULE
-    below, units, layers, dropout, batch_size, learning_rate = next(row for row in rule if tokens < row[0])
+    short = time_budget is not None and time_budget < SHORT_BUDGET
+    row = rule[0] if short else next(row for row in rule if tokens < row[0])
+    below, units, layers, dropout, batch_size, learning_rate = row
     min_frequency, max_tokens = vocabulary_settings(tokens, level)
     wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
     return Choice(units=units, layers=layers, dropout=dropout, batch_size=batch_size, learning_rate=learning_rate,

@@ -52,7 +52,7 @@ def fill_from_corpus(config, tokens, vocab_size=None):
         the rule made for `tokens` training tokens (its fields are the
         rule's, whether or not the config took them).
     """
-    choice = sizing.choose(tokens, config.level, vocab_size)
+    choice = sizing.choose(tokens, config.level, vocab_size, time_budget=config.time_budget)
     picked = {name: getattr(choice, name) for name in AUTO_FIELDS if getattr(config, name) is None}
     return dataclasses.replace(config, **picked), choice
 

@@ -223,6 +223,11 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     word = sizing.choose(50_000, level="word", vocab_size=3000)
     assert word.embedding_dim and word.min_frequency >= 2 and word.max_tokens
     assert sizing.choose(50_000, vocab_size=5000).embedding_dim  # a wide character vocabulary (CJK)
+    # A short budget trains the narrowest row's model, whatever the size; from SHORT_BUDGET on, the size decides.
+    short = sizing.choose(300_000, time_budget=sizing.SHORT_BUDGET - 1)
+    assert (short.units, short.dropout) == (choices[0].units, choices[0].dropout) and short.units < choices[2].units
+    assert sizing.choose(300_000, time_budget=sizing.SHORT_BUDGET) == choices[2]
+    assert sizing.choose(300_000, time_budget=None) == choices[2]
 
 
 def test_given_settings_override_the_rule():
