@@ -195,6 +195,21 @@ def test_sampling_never_picks_pad_or_oov():
         assert not set(ids.tolist()) & {PAD_ID, OOV_ID}
 
 
+@pytest.mark.parametrize("settings, index", [((0.0, 0, 1.0), 0), ((0.0, 5, 0.9), 0), ((0.8, 0, 1.0), 1),
+                                             ((0.8, 5, 1.0), 2), ((0.8, 0, 0.9), 2)])
+def test_the_loop_picks_the_strategy_of_its_settings_and_each_picker_agrees_with_sample_next(settings, index):
+    """`pick_index` chooses the plain picker the loop runs; each gives what `sample_next` gives.
+
+    The loop's logits come with pad and OOV banned (the head's bias), which `sample_next` bans itself.
+    """
+    assert int(sampling.pick_index(*settings)) == index
+    banned = tf.constant([[-np.inf, -np.inf] + [0.0] * 18])
+    logits = tf.random.stateless_normal([64, 20], seed=[0, 1]) + banned
+    seed = tf.constant([5, 6], tf.int64)
+    np.testing.assert_array_equal(sampling.PICKS[index](logits, *settings, seed),
+                                  sampling.sample_next(logits, *settings, seed=seed))
+
+
 def test_top_k_one_and_tiny_top_p_are_greedy():
     logits = tf.random.stateless_normal([32, 20], seed=[0, 1])
     greedy = sampling.sample_next(logits, 0.0).numpy()
