@@ -4,14 +4,12 @@
 weights: every LSTM layer steps with `keras_textgen.lstm`'s gate-by-gate
 arithmetic (the same code `PerGateLSTM` trains with), other cells (GRU) with
 their Keras cell. `continue_ids` primes the states on the prompts and runs
-the loop, one step per loop iteration; it holds only dense tensors, so XLA
-can compile it.
+the loop; it holds only dense tensors, so XLA can compile it.
 
-One loop, one layout: unrolling the loop and running a large batch as
-loops over slices of its rows made generation faster on this project's
-CPU host for some shapes, but each cost the first call and every load of
-a SavedModel more than it gave back to a typical request
-(`bench/HISTORY.md`, "measured, not adopted").
+One layout and one loop over the whole batch: running a large batch as
+loops over slices of its rows made 64 prompts faster on this project's CPU
+host, but it cost the first call and every load of a SavedModel more than
+a typical request gained (`bench/HISTORY.md`).
 """
 
 import math
@@ -22,6 +20,13 @@ import tensorflow as tf
 from keras_textgen import lstm as lstm_lib
 from keras_textgen import sampling as sampling_lib
 from keras_textgen import vocab as vocab_lib
+
+# Generation steps per while-loop iteration in graph mode (not XLA). The
+# executor pays a fixed cost per loop iteration (on a GPU also a host round
+# trip for the loop condition); unrolling spreads it over several tokens,
+# for a larger graph: a longer first trace and SavedModel load. XLA has no
+# such cost and uses 1.
+DECODE_UNROLL = 4
 
 
 class Decoder:
@@ -87,35 +92,42 @@ def banned_bias(vocab_size):
     return tf.scatter_nd([[i] for i in banned], tf.fill([len(banned)], -math.inf), [vocab_size])
 
 
-def prime(decoder, ids, lengths):
+def prime(decoder, ids, lengths, unroll=1):
     """Runs right-padded prompt ids `[batch, T]` through the cells.
 
     Rows stop updating their state after their own length, so prompts of
     different lengths share one batch. Returns the head's logits after each
-    row's last prompt token and the states there.
+    row's last prompt token and the states there. `unroll` steps run per
+    loop iteration: the steps past `T` repeat the last position, and every
+    row is frozen there already.
     """
     batch = tf.shape(ids)[0]
+    steps = tf.shape(ids)[1]
     time_major = tf.transpose(ids)  # each step reads a contiguous row
 
     def body(t, x, states):
-        step_x, step_states = decoder.cells(time_major[t], states)
-        active = (t < lengths)[:, None]
-        states = [tf.where(active, new, old) for new, old in zip(step_states, states)]
-        return t + 1, tf.where(active, step_x, x), states
+        for j in range(unroll):
+            step_x, step_states = decoder.cells(time_major[tf.minimum(t + j, steps - 1)], states)
+            active = (t + j < lengths)[:, None]
+            states = [tf.where(active, new, old) for new, old in zip(step_states, states)]
+            x = tf.where(active, step_x, x)
+        return t + unroll, x, states
 
-    _, x, states = tf.while_loop(lambda t, *_: t < tf.shape(ids)[1], body,
+    _, x, states = tf.while_loop(lambda t, *_: t < steps, body,
                                  (tf.constant(0), tf.zeros([batch, decoder.units]), decoder.initial_state(batch)),
                                  parallel_iterations=1)
     return decoder.head(x), states
 
 
-def decode(decoder, logits, states, max_length, pick):
+def decode(decoder, logits, states, max_length, pick, unroll=1):
     """The generation loop: `pick(logits, i)` chooses token `i`, one step each.
 
     `logits` (banned) and `states` are the primed ones. A row is finished
     once it has emitted EOS; it emits pad after that, and the loop stops when
     every row is finished. Sampled ids are never pad or OOV, so "id > EOS"
-    means "real text, still going".
+    means "real text, still going". Each loop iteration runs `unroll` steps;
+    the steps past the end are computed and dropped, so the tokens do not
+    depend on it.
 
     Returns:
         `(tokens, steps)`: int32 `[batch, max_length]`, and how many
@@ -123,23 +135,25 @@ def decode(decoder, logits, states, max_length, pick):
     """
     token = pick(logits, 0)
     # Pre-sized (XLA needs a fixed size); unwritten rows stack as 0, the pad id.
-    tokens = tf.TensorArray(tf.int32, size=max_length, element_shape=tf.TensorShape([None]))
+    tokens = tf.TensorArray(tf.int32, size=max_length + unroll - 1, element_shape=tf.TensorShape([None]))
     tokens = tokens.write(0, token)
 
     def cond(i, token, states, tokens):
         return tf.logical_and(i < max_length, tf.reduce_any(token > vocab_lib.EOS_ID))
 
     def body(i, token, states, tokens):
-        logits, states = decoder.step(token, states)
-        token = tf.where(token > vocab_lib.EOS_ID, pick(logits, i), vocab_lib.PAD_ID)
-        return i + 1, token, states, tokens.write(i, token)
+        for j in range(unroll):
+            logits, states = decoder.step(token, states)
+            token = tf.where(token > vocab_lib.EOS_ID, pick(logits, i + j), vocab_lib.PAD_ID)
+            tokens = tokens.write(i + j, token)
+        return i + unroll, token, states, tokens
 
     steps, _, _, tokens = tf.while_loop(cond, body, (tf.constant(1), token, list(states), tokens),
                                         parallel_iterations=1)
-    return tf.transpose(tokens.stack()), steps
+    return tf.transpose(tokens.stack()[:max_length]), tf.minimum(steps, max_length)
 
 
-def continue_ids(decoder, ids, lengths, max_length, temperature, top_k, top_p, seed):
+def continue_ids(decoder, ids, lengths, max_length, temperature, top_k, top_p, seed, unroll=DECODE_UNROLL):
     """Primes on prompt ids, then generates: the numeric part of `TextGenerator.generate`.
 
     Only dense tensors and no string ops, so XLA can compile it; shapes are
@@ -152,17 +166,19 @@ def continue_ids(decoder, ids, lengths, max_length, temperature, top_k, top_p, s
         ids: int32 `[batch, T]`, each row `[EOS] + prompt ids`, right-padded.
         lengths: int32 `[batch]`, the real length of each row.
         max_length, temperature, top_k, top_p, seed: as in `generate`.
+        unroll: steps per loop iteration (the same tokens for any value; see
+            `DECODE_UNROLL`).
 
     Returns:
         `(tokens, steps)`: int32 `[batch, max_length]` (pad after each row's
         end) and the number of positions the loop ran.
     """
-    logits, states = prime(decoder, ids, lengths)
+    logits, states = prime(decoder, ids, lengths, unroll)
 
     def loop(pick_fn):
         def pick(x, i):
             return pick_fn(x, temperature, top_k, top_p, tf.stack([seed, tf.cast(i, tf.int64)]))
-        return lambda: decode(decoder, logits, states, max_length, pick)
+        return lambda: decode(decoder, logits, states, max_length, pick, unroll)
 
     return tf.switch_case(sampling_lib.pick_index(temperature, top_k, top_p),
                           [loop(pick_fn) for pick_fn in sampling_lib.PICKS])

@@ -90,12 +90,14 @@ def _embedding_model(vocab, cell):
     return model
 
 
+@pytest.mark.parametrize("unroll", [1, 4])
 @pytest.mark.parametrize("variant", ["two-layer lstm", "embedding gru"])
-def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab, tiny_model, variant):
+def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab, tiny_model, variant, unroll):
     """Priming a right-padded batch equals the Keras model on each row alone, up to its own length.
 
     Rows of 1 to 10 ids (EOS included) in one batch of width 10: each row's state must
-    stop at its own end (the pad positions after it change nothing).
+    stop at its own end (the pad positions after it change nothing), and
+    steps past the width, which the unrolled loop runs, must not count.
     """
     model = _embedding_model(vocab, "gru") if "gru" in variant else tiny_model
     gen = get_generator(model, vocab)
@@ -103,7 +105,7 @@ def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab
     prompts = ["the cat s", "a", "", "dog ran", "ab"]
     padded, lengths = gen.primer_ids(gen.encode(tf.constant(prompts)))
     assert padded.shape == (5, 10)
-    logits, states = decoding.prime(decoder, padded, lengths)
+    logits, states = decoding.prime(decoder, padded, lengths, unroll=unroll)
     real = [i for i in range(vocab.size) if i not in (PAD_ID, OOV_ID)]
     assert np.isneginf(tf.gather(logits, [PAD_ID, OOV_ID], axis=1).numpy()).all()
     for row, prompt in enumerate(prompts):
@@ -112,7 +114,7 @@ def test_prime_gives_the_keras_model_output_at_each_rows_last_prompt_token(vocab
         np.testing.assert_allclose(tf.gather(logits[row], real), want[real], rtol=1e-5, atol=1e-5)
     # Padding the same rows further (a wider batch) leaves the result unchanged.
     wider = tf.pad(padded, [[0, 0], [0, 3]])
-    logits_wider, states_wider = decoding.prime(decoder, wider, lengths)
+    logits_wider, states_wider = decoding.prime(decoder, wider, lengths, unroll=unroll)
     np.testing.assert_allclose(logits_wider, logits, rtol=1e-6, atol=1e-6)
     for got, want in zip(states_wider, states):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
@@ -193,6 +195,31 @@ def test_sampling_never_picks_pad_or_oov():
     for temperature, top_k, top_p in [(0.0, 0, 1.0), (1.0, 0, 1.0), (5.0, 0, 1.0), (1.0, 2, 1.0), (1.0, 0, 0.5)]:
         ids = sampling.sample_next(logits, temperature, top_k, top_p, seed=[1, 2]).numpy()
         assert not set(ids.tolist()) & {PAD_ID, OOV_ID}
+
+
+@pytest.mark.slow  # several generation graphs traced; `make test-fast` leaves it out
+def test_unrolled_loop_gives_the_tokens_of_one_step_per_iteration(vocab, tiny_model):
+    """Several steps per while-loop iteration change neither the tokens nor where rows stop.
+
+    Sampling at a high temperature ends rows at EOS at different positions,
+    and the lengths are not multiples of the unroll factors.
+    """
+    gen = get_generator(tiny_model, vocab)
+    args = gen.primer_ids(gen.encode(tf.constant(["the cat", "a", "", "dog"])))
+    runs = {unroll: tf.function(lambda *a, unroll=unroll: gen.continue_ids(*a, unroll=unroll), autograph=False)
+            for unroll in (1, 3, 4)}
+    for max_length in (1, 7, 40):
+        for temperature in (0.0, 2.0):
+            sampling_args = (tf.constant(max_length), tf.constant(temperature), tf.constant(0), tf.constant(1.0),
+                             tf.constant(3, tf.int64))
+            want, _ = runs[1](*args, *sampling_args)
+            assert want.shape == (4, max_length)
+            for unroll in (3, 4):
+                np.testing.assert_array_equal(runs[unroll](*args, *sampling_args)[0], want)
+        ended = (want.numpy() == EOS_ID).any(axis=1)
+        assert max_length == 1 or 0 < ended.sum() < 4  # the sampled rows stop at different points
+
+
 
 
 @pytest.mark.parametrize("settings, index", [((0.0, 0, 1.0), 0), ((0.0, 5, 0.9), 0), ((0.8, 0, 1.0), 1),
