@@ -63,6 +63,17 @@ def _check_tf_config():
         raise errors.ConfigError(f"TF_CONFIG task {task!r} is not in its cluster {sorted(cluster)}")
 
 
+def workers(config):
+    """Processes of the run: the chief and workers of `TF_CONFIG` under `multi-worker`, else 1."""
+    if config.strategy != "multi-worker":
+        return 1
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+        return max(1, sum(len(cluster.get(kind) or []) for kind in ("chief", "worker")))
+    except (ValueError, TypeError, AttributeError):
+        return 1
+
+
 def writes_model_dir(config):
     """Whether this process writes the model directory: all but the non-chief workers of a multi-worker run."""
     if config.strategy != "multi-worker":
