@@ -83,7 +83,7 @@ class Corpus:
 
 
 def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_dir=None, manual_dir=None,
-         header=None, memory_budget=None):
+         header=None, memory_budget=None, shard=None):
     """Loads a corpus and splits it into train and validation texts.
 
     Args:
@@ -107,6 +107,8 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
             column whose first cell is not a number, means a header).
         memory_budget: bytes: text files up to this total are read into
             memory, larger ones are streamed (`MEMORY_BUDGET` when `None`).
+        shard: `(n, i)`: a text file source's training split reads only
+            its files `i, i + n, ...` (sorted), as worker `i` of `n` does.
 
     Returns:
         A `Corpus`.
@@ -134,7 +136,7 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
     if memory_budget is not None and not memory_budget >= 0:
         raise errors.ConfigError(f"memory_budget must be a number of bytes >= 0, got {memory_budget!r}")
     return _load_file(source, mode or "lines", column, validation_fraction, header,
-                      MEMORY_BUDGET if memory_budget is None else memory_budget)
+                      MEMORY_BUDGET if memory_budget is None else memory_budget, shard)
 
 
 def texts_of(dataset):
@@ -191,7 +193,7 @@ def _is_position(column):
     return column.isascii() and column.isdigit()
 
 
-def _load_file(source, mode, column, validation_fraction, header, memory_budget):
+def _load_file(source, mode, column, validation_fraction, header, memory_budget, shard=None):
     files = sources.resolve(source)
     single = len(files.paths) == 1 and not sources.is_glob(source)
     name = os.path.splitext(os.path.basename(files.paths[0] if single else source.rstrip("/*")))[0] or "corpus"
@@ -225,7 +227,8 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget)
     else:
         for path in files.paths:
             sources.check_text(path, limit=sources.HEAD_BYTES)
-    train, validation = sources.split(sources.documents_from_files(files, mode, validation_fraction), mode, every)
+    train, validation = sources.split(sources.documents_from_files(files, mode, validation_fraction), mode, every,
+                                      shard)
     return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, streamed=streamed,
                   files=tuple(files.paths), size_bytes=files.total_bytes)
 

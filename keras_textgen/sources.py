@@ -217,13 +217,14 @@ def documents_from_texts(texts, mode, validation_fraction=0.1):
     return (ranges(rows[False]), text_range), (ranges(rows[True]), text_range)
 
 
-def split(documents, mode, every=10):
+def split(documents, mode, every=10, shard=None):
     """`(train, validation)` datasets from `documents_from_files` or `documents_from_texts`.
 
     Args:
         documents: their `(train, validation)` pair of `(ranges, open_range)`.
         mode: `"lines"` (datasets of lines) or `"chunks"` (of `(piece, starts_document)`).
         every: lines mode: the `every`-th non-blank line of each document is a validation line.
+        shard: `(n, i)`: the training split reads only documents `i, i + n, ...` (a worker's files).
     """
     def part(ranges, open_range, validation):
         if mode == "lines":
@@ -231,6 +232,8 @@ def split(documents, mode, every=10):
         return ranges.flat_map(lambda *r: _pieces(_whole_lines(open_range(*r))))
 
     (train, open_train), (validation, open_validation) = documents
+    if shard is not None:
+        train = train.shard(*shard)
     return part(train, open_train, False), part(validation, open_validation, True)
 
 

@@ -95,7 +95,8 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
             partial training batches are dropped when `replicas > 1` so every
             replica gets an equal share.
         workers: processes of a multi-worker run: a streamed corpus of at
-            least as many files is sharded by file, anything else by data.
+            least as many files is sharded by file (each worker trains on
+            its own files), anything else by data.
         print_fn: where a streamed corpus's vocabulary pass reports its
             progress (`None`: silent).
 
@@ -156,13 +157,21 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
     else:
         train_ds = data_lib.with_known_cardinality(train_ds)
         pass_steps = int(train_ds.cardinality())
-    # A multi-worker run reads a streamed corpus of enough files one file per worker (each worker reads
-    # only its files); otherwise each worker takes every n-th batch of the whole stream.
-    by_file = corpus.streamed and workers > 1 and len(corpus.files) >= workers
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (tf.data.experimental.AutoShardPolicy.FILE if by_file
-                                                         else tf.data.experimental.AutoShardPolicy.DATA)
-    return Prepared(corpus, vocab, train_ds.with_options(options), val_ds.with_options(options), config, tokens,
+    by_data = tf.data.Options()
+    by_data.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_options = by_data
+    if corpus.streamed and workers > 1 and len(corpus.files) >= workers:
+        # A multi-worker run trains on a streamed corpus of enough files file by file: each worker reads
+        # only its own files. The files are sharded here (tf.data's AutoShardPolicy.FILE cannot see the
+        # files through the Dataset.random of lines mode) and tf.data's sharding is turned off. Otherwise
+        # each worker takes every n-th batch of the whole stream. Validation is sharded by data.
+        train_ds = data_lib.make_dataset(
+            corpus_lib.load(config.corpus, mode=config.mode, memory_budget=budget,
+                            shard=(workers, distribute.worker_index(config))).train,
+            repeat=repeat, drop_remainder=drop, **common)
+        train_options = tf.data.Options()
+        train_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return Prepared(corpus, vocab, train_ds.with_options(train_options), val_ds.with_options(by_data), config, tokens,
                     pass_steps)
 
 
@@ -331,7 +340,8 @@ def _train(config, model_dir, print_fn, verbose):
     run_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
     run_config.update(mode=corpus.mode, corpus_name=corpus.name, vocab_size=vocab.size,
                       vocab_sha256=artifacts.vocab_fingerprint(vocab), train_tokens=tokens,
-                      replicas=strategy.num_replicas_in_sync,
+                      replicas=strategy.num_replicas_in_sync, streamed=corpus.streamed,
+                      corpus_files=len(corpus.files), corpus_bytes=corpus.size_bytes,
                       global_batch_size=config.batch_size * strategy.num_replicas_in_sync,
                       intra_op_threads_in_force=tf.config.threading.get_intra_op_parallelism_threads(),
                       steps_per_execution_in_force=steps_per_execution)

@@ -93,6 +93,7 @@ def test_chunks_split_holds_out_the_end_of_each_file_on_a_line_boundary(tmp_path
         assert train.endswith("\n") and 0.08 < len(validation) / len(train + validation) < 0.12
 
 
+@pytest.mark.slow  # three fresh processes
 def test_the_split_is_the_same_on_every_run_and_for_every_worker(folder, tmp_path):
     """The split of a file depends on that file only: loading it alone, in another process, gives the same lines."""
     corpus = ktg.corpus.load(str(folder / "*.txt"), memory_budget=0)
