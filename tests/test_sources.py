@@ -199,3 +199,47 @@ def test_chunks_windows_of_files_run_across_documents(folder):
     ds = ktg.make_dataset(corpus.train, vocab, mode="chunks", seq_len=6, batch_size=3, shuffle=False, cache=False)
     windows = [x + y[-1:] for bx, by in ds for x, y in zip(bx.numpy().tolist(), by.numpy().tolist())]
     assert sum(windows, []) == stream[:len(stream) // 7 * 7]
+
+
+MEMORY_CHILD = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    import keras_textgen as ktg
+    from keras_textgen import vocab as vocab_lib
+
+    def rss(field):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field))
+
+    path, mode = sys.argv[1], sys.argv[2]
+    ktg.Vocabulary.adapt(["warm up"])  # TensorFlow's own allocations, before the baseline
+    base = rss("VmRSS")
+    corpus = ktg.corpus.load(path, mode=mode, memory_budget=1_000_000)
+    counts = vocab_lib.count(corpus.train, batch_size=4 if mode == "chunks" else 1024)
+    vocab = ktg.Vocabulary.from_counts(counts.tokens)
+    ds = ktg.make_dataset(corpus.train, vocab, mode=mode, batch_size=32, seq_len=100, cache=not corpus.streamed)
+    batches = sum(1 for _ in ds)
+    print(json.dumps({"streamed": corpus.streamed, "grew_mb": rss("VmHWM") - base, "batches": batches,
+                      "bytes": counts.bytes}))
+""")
+
+
+@pytest.mark.slow  # fresh processes read and encode 10 and 40 MB
+@pytest.mark.parametrize("mode", ["chunks", "lines"])
+def test_a_corpus_over_the_memory_budget_streams_in_bounded_memory(tmp_path, mode):
+    """Text over a 1 MB budget is streamed, and what a whole pass adds to the process does not grow with the text.
+
+    Held in memory, the encoded windows alone would take 8 bytes a character (inputs and targets, int32).
+    """
+    line = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\n"
+    grew = {}
+    for mb in (10, 40):
+        path = tmp_path / f"{mb}.txt"
+        path.write_text(line * (mb * 1_000_000 // len(line)))
+        out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), mode], capture_output=True, text=True,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result["streamed"] and result["bytes"] > 0.85 * mb * 1e6 and result["batches"] > 100 * mb
+        grew[mb] = result["grew_mb"]
+    assert grew[40] < grew[10] + 30 and grew[40] < 200, grew  # 4x the text: not 4x the memory (in memory: +240 MB)
