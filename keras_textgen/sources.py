@@ -3,29 +3,33 @@
 A source is a file, a glob (`"data/*.txt"`), a directory (its files, not
 those of its subfolders, hidden files left out) or any of these on a file
 system `tf.io.gfile` reads (`gs://...`, `ram://...`). Files are read in
-sorted order by `tf.data.TextLineDataset`; nothing is read into Python but
-a head of each file, checked for NUL bytes and UTF-8 (the whole file when
-the corpus fits the memory budget).
+sorted order, as byte blocks (`FixedLengthRecordDataset`) cut into pieces of
+whole lines by a `Dataset.scan`: graph ops only. Nothing is read into Python
+but a head of each file, checked for NUL bytes and UTF-8 (the whole file
+when the corpus fits the memory budget), and, in chunks mode, a window
+around the place where its held-out end starts.
 
 The same transforms split in-memory documents (python-docs, CSV/JSONL
-rows) and streamed files, so both give the same split of the same text:
+rows), so both give the same split of the same text:
 
 * lines mode: each non-blank line is an example (trailing white space
   removed); the `every`-th line of each document (counted from 1 among its
   non-blank lines) is held out for validation.
-* chunks mode: each document is cut into pieces of whole lines (with their
-  `"\\n"`); the lines that end past `1 - validation_fraction` of its bytes
-  are held out. Elements are `(piece, starts_document)` pairs, the flag set
-  on the first piece of each document and split, so `make_dataset` puts EOS
-  where a document starts and nowhere else.
+* chunks mode: a document's end, from the start of the line holding byte
+  `(1 - validation_fraction) * size` on, is held out (`chunk_cut`), read as
+  a byte range of its own. Elements are `(piece, starts_document)` pairs,
+  the flag set on the first piece of each document and split, so
+  `make_dataset` puts EOS where a document starts and nowhere else.
 
-Both rules need only the document's own lines (and its size), so every
-worker of a cluster computes the same split from the files it reads.
+Both rules need only the document itself, so every worker of a cluster
+computes the same split from the files it reads.
 
 Example:
 
 >>> files = resolve("data/*.txt")          # sorted paths; a one-line DataError when none match
->>> train, validation = split(documents_from_files(files), "lines", every=10)
+>>> train, validation = split(documents_from_files(files, "lines"), "lines", every=10)
+>>> next(iter(train))                      # the first non-blank line of data/a.txt
+<tf.Tensor: shape=(), dtype=string, numpy=b'the cat sat on the mat'>
 """
 
 import codecs
@@ -42,7 +46,7 @@ from keras_textgen import errors
 BLOCK_BYTES = 1 << 20
 # Bytes of each file checked in Python (NUL bytes, UTF-8) when the corpus is streamed.
 HEAD_BYTES = 1 << 20
-# Trailing white space of a line (Python's str.isspace set, which RE2's \s does not cover), or a BOM.
+# Trailing white space of a line (Python's str.isspace set, which RE2's \s does not cover).
 _TRIM = r"[\s\x0b\x1c-\x1f\x{85}\pZ]+$"
 
 
@@ -146,8 +150,8 @@ def documents_from_files(files, mode, validation_fraction=0.1):
 
     Each is `(ranges, open_range)`: `ranges` a dataset of `(path, start,
     end, size)` (so a multi-worker run can shard it by file before anything
-    is read, `AutoShardPolicy.FILE`) and `open_range` a function of one
-    such element giving a dataset of byte blocks. In lines mode both splits
+    is read: `split(..., shard=)`) and `open_range` a function of one such
+    element giving a dataset of byte blocks. In lines mode both splits
     read whole files (the split is by line number); in chunks mode the train
     range ends where `chunk_cut` puts the held-out end. A BOM is skipped.
     """
