@@ -37,7 +37,7 @@ RSS_GOAL_MB = 2048       # peak RSS training on the 1 GB corpus
 FIRST_STEP_GOAL = 60.0   # seconds from the start of `train` to its first step, 1 GB corpus
 SPEED_GOAL = 0.9         # streamed training chars/s over in-memory, same model
 MODEL = ["--units", "128", "--batch-size", "64", "--seq-len", "100", "--dropout", "0", "--time-budget", "none",
-         "--validation-steps", "5", "--seed", "1", "--epochs", "1", "--steps-per-execution", "4"]
+         "--validation-steps", "4", "--seed", "1", "--epochs", "1", "--steps-per-execution", "4"]
 SMOKE_MODEL = ["--units", "16", "--batch-size", "8", "--seq-len", "50", "--dropout", "0", "--time-budget", "none",
                "--validation-steps", "2", "--seed", "1", "--epochs", "1", "--steps-per-execution", "2"]
 

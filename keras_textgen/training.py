@@ -164,8 +164,8 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
         # A multi-worker run trains on a streamed corpus of enough files file by file: each worker reads
         # only its own files. The files are sharded here (tf.data's AutoShardPolicy.FILE cannot see the
         # files through the Dataset.random of lines mode or the scan of chunks mode) and tf.data's
-        # sharding is turned off. Otherwise
-        # each worker takes every n-th batch of the whole stream. Validation is sharded by data.
+        # sharding is turned off. Otherwise each worker takes every n-th batch of the whole stream.
+        # Validation is sharded by data.
         train_ds = data_lib.make_dataset(
             corpus_lib.load(config.corpus, mode=config.mode, memory_budget=budget,
                             shard=(workers, distribute.worker_index(config))).train,
