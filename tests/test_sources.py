@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -179,8 +180,11 @@ def test_a_corpus_shorter_than_one_window_is_an_error_not_a_hang(text_file, budg
 def test_streamed_training_data_counts_its_epoch_from_the_vocabulary_pass(folder):
     config = training.TrainConfig(corpus=str(folder), mode="chunks", seq_len=8, batch_size=2, units=8,
                                   memory_budget=0, seed=1)
-    prepared = training.prepare(config)
+    said = []
+    prepared = training.prepare(config, print_fn=said.append)
     assert prepared.corpus.streamed and prepared.config.steps_per_epoch == prepared.pass_steps
+    assert len(said) == 1 and re.fullmatch(r"Vocabulary pass: 0\.0 MB of training text in [\d.]+ s "
+                                           r"\([\d.,]+ MB/s\), \d+ ids", said[0]), said
     train_ids = sum(len(t.encode()) for t in texts(prepared.corpus.train)) + 3  # ASCII text + 3 documents' EOS
     assert prepared.pass_steps == -(-(train_ids // 9) // 2)
     once = [x.numpy().tolist() for x, _ in prepared.train_ds.take(prepared.pass_steps)]
@@ -245,3 +249,13 @@ def test_a_corpus_over_the_memory_budget_streams_in_bounded_memory(tmp_path, mod
     # 4x the text, not 4x the memory: held in memory, the 30 MB more would add 240 MB of windows. The margin is
     # the noise of thread pools and allocator caches between runs (80 MB grew it 142 MB where 10 MB grew 112).
     assert grew[40] < grew[10] + 60 and grew[40] < 200, grew
+
+
+def test_a_table_over_its_limit_is_a_one_line_error(tmp_path, monkeypatch):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps({"text": line}) for line in LINES) + "\n")
+    assert texts(ktg.corpus.load(str(path), column="text").train)
+    monkeypatch.setattr(ktg.corpus, "TABLE_LIMIT", 100)
+    with pytest.raises(errors.DataError, match=r"\.jsonl files are parsed in memory up to 0 MB: write the text "
+                                               r"column to a \.txt file \(one row per line\) to stream it"):
+        ktg.corpus.load(str(path), column="text")
