@@ -10,10 +10,11 @@ of python-docs repeated to each size, one file. Each run is a fresh process
 running `keras-textgen train --mode chunks` with a fixed model (LSTM 128,
 batch 64, seq_len 100, `--time-budget none`), which reports its peak RSS
 (`VmHWM`), the seconds from its start to the end of its first training call
-(Keras runs up to 8 steps per call), training chars/s between its second and
-last call, and the vocabulary pass's MB/s. The corpus of each size is
-trained streamed (`--memory-budget 0`, what any corpus over the budget gets) and, where it fits,
-read into memory (`--memory-budget` above its size), on the same model.
+(4 steps a call here), training chars/s from the end of its first call to the
+end of its last, and the vocabulary pass's MB/s. The corpus of each size is
+trained streamed (`--memory-budget 0`, what any corpus over the budget gets)
+and, up to 100 MB, read into memory (`--memory-budget` above its size), on the
+same model.
 
 Writes `<out-dir>/<date>-streaming.json` and `.md`.
 """
