@@ -74,12 +74,12 @@ class Corpus:
     streamed: bool = False  # read from the files each pass, not held in memory
 
     def describe(self):
-        """How the corpus is read, in words: e.g. `'3 files, 93.0 MB, streamed (over the 32 MB memory budget)'`."""
+        """How the corpus is read, in words: e.g. `'3 files, 93.0 MB, streamed from the files, over the memory budget'`."""
         if not self.files:
             return "in memory"
         count = f"{len(self.files)} files" if len(self.files) > 1 else "1 file"
-        how = "streamed from the files (over the" if self.streamed else "read into memory (within the"
-        return f"{count}, {self.size_bytes / 1e6:,.1f} MB, {how} memory budget)"
+        how = "streamed from the files, over the" if self.streamed else "read into memory, within the"
+        return f"{count}, {self.size_bytes / 1e6:,.1f} MB, {how} memory budget"
 
 
 def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_dir=None, manual_dir=None,

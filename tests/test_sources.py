@@ -151,8 +151,8 @@ def test_a_streamed_file_is_checked_at_its_head(tmp_path):
 
 
 def test_corpus_over_the_memory_budget_streams_and_says_so(folder):
-    assert ktg.corpus.load(str(folder), memory_budget=10 ** 9).describe().endswith("read into memory (within the "
-                                                                                   "memory budget)")
+    assert ktg.corpus.load(str(folder), memory_budget=10 ** 9).describe().endswith("read into memory, within the "
+                                                                                   "memory budget")
     streamed = ktg.corpus.load(str(folder), memory_budget=100)
     assert streamed.streamed and "3 files" in streamed.describe() and "streamed" in streamed.describe()
 
