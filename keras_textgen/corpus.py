@@ -74,7 +74,10 @@ class Corpus:
     streamed: bool = False  # read from the files each pass, not held in memory
 
     def describe(self):
-        """How the corpus is read, in words: e.g. `'3 files, 93.0 MB, streamed from the files, over the memory budget'`."""
+        """How the corpus is read, in words.
+
+        E.g. `'3 files, 93.0 MB, streamed from the files, over the memory budget'`.
+        """
         if not self.files:
             return "in memory"
         count = f"{len(self.files)} files" if len(self.files) > 1 else "1 file"
@@ -195,10 +198,11 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget,
         documents = [tables.document(path, exts[0], columns, header) for path in files.paths]
         return _from_documents(name, source, documents, mode, validation_fraction, files=tuple(files.paths),
                                size_bytes=files.total_bytes)
+    first = os.path.basename(files.paths[0])
     if columns:
-        raise errors.ConfigError(f"--column applies to .csv/.tsv/.jsonl files, not {os.path.basename(files.paths[0])}")
+        raise errors.ConfigError(f"--column applies to .csv/.tsv/.jsonl files, not {first}")
     if header is not None:
-        raise errors.ConfigError(f"--header/--no-header apply to .csv/.tsv files, not {os.path.basename(files.paths[0])}")
+        raise errors.ConfigError(f"--header/--no-header apply to .csv/.tsv files, not {first}")
     # Files are read by the same graph ops whatever their size; within the memory budget they are first
     # checked whole (and make_dataset caches their encoded text), beyond it only their heads are.
     streamed = files.total_bytes > memory_budget

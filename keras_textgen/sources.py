@@ -192,7 +192,8 @@ def _file_range(path, start, end, size):
                                               footer_bytes=size - start - full, buffer_size=BLOCK_BYTES)
     # FixedLengthRecordDataset reads whole records only: the rest is one record of its own (none if empty).
     zero = tf.constant(0, tf.int64)
-    last = tf.data.FixedLengthRecordDataset(path, tf.maximum(rest, 1), header_bytes=tf.where(rest > 0, start + full, zero),
+    last = tf.data.FixedLengthRecordDataset(path, tf.maximum(rest, 1),
+                                            header_bytes=tf.where(rest > 0, start + full, zero),
                                             footer_bytes=tf.where(rest > 0, size - end, size - 1))
     return blocks.concatenate(last.take(tf.cast(rest > 0, tf.int64)))
 
