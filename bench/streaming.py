@@ -37,6 +37,7 @@ from bench import measure  # noqa: E402
 RSS_GOAL_MB = 2048       # peak RSS training on the 1 GB corpus
 FIRST_STEP_GOAL = 60.0   # seconds from the start of `train` to its first step, 1 GB corpus
 SPEED_GOAL = 0.9         # streamed training chars/s over in-memory, same model
+PACKAGE_PATH = "BENCH_PACKAGE_PATH"  # where a child imports keras_textgen from (the --before run)
 MODEL = ["--units", "128", "--batch-size", "64", "--seq-len", "100", "--dropout", "0", "--time-budget", "none",
          "--validation-steps", "4", "--seed", "1", "--epochs", "1", "--steps-per-execution", "4"]
 SMOKE_MODEL = ["--units", "16", "--batch-size", "8", "--seq-len", "50", "--dropout", "0", "--time-budget", "none",
@@ -62,8 +63,8 @@ def run_train(corpus, out, steps, extra, smoke, pythonpath=None):
     args = ["train", "--corpus", corpus, "--out", out, "--force", "--mode", "chunks", "--steps-per-epoch", str(steps),
             *(SMOKE_MODEL if smoke else MODEL), *extra]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    if pythonpath:  # `python -m` puts the working directory (this checkout) first: the child moves it ahead
+        env[PACKAGE_PATH] = pythonpath
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "bench.streaming", "--child", *args], cwd=config.ROOT, env=env,
                           capture_output=True, text=True, timeout=3600)
@@ -76,8 +77,11 @@ def run_train(corpus, out, steps, extra, smoke, pythonpath=None):
 
 def child(argv):
     """Runs `keras-textgen ARGV` in this process; prints its figures as JSON on the last line."""
+    if os.environ.get(PACKAGE_PATH):
+        sys.path.insert(0, os.environ[PACKAGE_PATH])
     import keras
 
+    import keras_textgen
     from keras_textgen import cli, training
 
     calls = []  # (last step of the call, seconds since this process started)
@@ -109,7 +113,8 @@ def child(argv):
         speed = (b1 - b0) * chars_per_step / (t1 - t0)
     print(json.dumps({"peak_rss_mb": measure.peak_rss_mb(), "first_step_s": calls[0][1] if calls else None,
                       "train_chars_per_s": speed, "steps": len(calls) and calls[-1][0] + 1,
-                      "vocab_pass": vocab or None, "streamed": run.get("streamed")}))
+                      "vocab_pass": vocab or None, "streamed": run.get("streamed"),
+                      "package": os.path.dirname(os.path.dirname(keras_textgen.__file__))}))
 
 
 def run(folder, sizes_mb, steps, smoke=False, before=None, log=print):
@@ -127,6 +132,8 @@ def run(folder, sizes_mb, steps, smoke=False, before=None, log=print):
             out = os.path.join(folder, "model")
             result = run_train(path, out, steps, extra, smoke,
                                pythonpath=before["path"] if name.startswith("before") else None)
+            if name.startswith("before") and result["package"] != before["path"]:
+                raise RuntimeError(f"the before run imported keras_textgen from {result['package']}")
             result.update(corpus_mb=size / 1e6, variant=name)
             rows.append(result)
             vocab = result.get("vocab_pass") or {}

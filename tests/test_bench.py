@@ -273,6 +273,6 @@ def test_streaming_smoke_trains_streamed_and_in_memory_and_judges_its_targets(tm
     assert rows["streamed"]["vocab_pass"]["mb_per_s"] > 0 and rows["in memory"]["vocab_pass"] is None
     for row in rows.values():
         assert 0 < row["first_step_s"] < row["wall_seconds"] and row["train_chars_per_s"] > 0
-        assert row["peak_rss_mb"] > 100 and row["steps"] == 6
+        assert row["peak_rss_mb"] > 100 and row["steps"] == 6 and row["package"] == str(ROOT)
     assert [t["met"] is not None for t in results["targets"]] == [True, True, True]
     assert "| Target | Goal | Measured | Met |" in (tmp_path / "s.md").read_text()
