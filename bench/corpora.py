@@ -15,7 +15,12 @@ import keras_textgen as ktg
 
 
 def _strings(ds):
-    return [t.decode("utf-8") for t in ds.as_numpy_iterator()]
+    return [t.decode("utf-8") for t in ktg.corpus.texts_of(ds).as_numpy_iterator()]
+
+
+def text_of(ds):
+    """A chunks-mode split of one document (in pieces of whole lines) as one string."""
+    return "".join(_strings(ds))
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,14 +35,14 @@ def shakespeare_lines(path):
 def shakespeare_chunks(path):
     """`(train_text, validation_text, vocab)`."""
     corpus = ktg.corpus.load(path, mode="chunks")
-    (train,), (val,) = _strings(corpus.train), _strings(corpus.validation)
+    train, val = text_of(corpus.train), text_of(corpus.validation)
     return train, val, ktg.Vocabulary.adapt([train])
 
 
 @functools.lru_cache(maxsize=None)
 def python_docs(max_chars=None):
     """`(train_text, train_lines, vocab)`: the built-in corpus's training text, cut to `max_chars`."""
-    (text,) = _strings(ktg.corpus.load("python-docs", mode="chunks").train)
+    text = text_of(ktg.corpus.load("python-docs", mode="chunks").train)
     if max_chars:
         text = text[:max_chars]
     lines = [line.rstrip() for line in text.split("\n") if line.strip()]

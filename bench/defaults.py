@@ -39,7 +39,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench import config  # noqa: E402
+from bench import config
+from bench import corpora
 
 LN2 = math.log(2.0)
 OWN_LINES = 9000
@@ -158,7 +159,7 @@ def shakespeare_part(settings, folder, budgets, log):
     folder = os.path.join(folder, "shakespeare")  # its run names ("budget 10m") are the own part's too
 
     split = ktg.corpus.load(settings.data, mode="chunks")
-    val = [t.decode() for t in split.validation.as_numpy_iterator()]
+    val = [corpora.text_of(split.validation)]  # one document, read in pieces
     rows = []
     for budget in budgets:
         rows.append(run_row(f"budget {budget}", settings.data, val, "chunks",
@@ -172,7 +173,7 @@ def word_part(settings, folder, budget, log, epochs=10):
     corpus = "python-docs"
     folder = os.path.join(folder, "word")
     split = ktg.corpus.load(corpus)
-    val = [t.decode() for t in split.validation.as_numpy_iterator()]
+    val = [corpora.text_of(split.validation)]  # one document, read in pieces
     default_args = ["--level", "word"] + (["--time-budget", budget] if budget else [])
     rows = [run_row("default", corpus, val, "chunks", default_args, folder, log)]
     _, run_config, _, _ = train_child(corpus, os.path.join(folder, "probe"), default_args[:2] + [

@@ -90,14 +90,25 @@ def _number(text):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _non_negative_number(text):
+    value = _number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _add_corpus_args(p, required=True):
     p.add_argument("--corpus", required=required, metavar="SOURCE",
-                   help="python-docs, a .txt/.csv/.tsv/.jsonl file, or tfds:NAME[:FEATURE]")
+                   help="python-docs, a .txt/.csv/.tsv/.jsonl file, a glob ('data/*.txt') or a directory of them "
+                        "(local, gs://, any tf.io.gfile path), or tfds:NAME[:FEATURE]")
     p.add_argument("--column", help="text column(s) of a CSV/TSV/JSONL file, comma-separated (joined by a space); "
                                     "in a CSV/TSV a name or a number from 1 (e.g. --column 2)")
     p.add_argument("--header", action=argparse.BooleanOptionalAction,
                    help="whether a CSV/TSV's first row names its columns (default: detected)")
     p.add_argument("--mode", choices=("lines", "chunks"), help="one example per line, or windows of a long text")
+    p.add_argument("--memory-budget", type=_non_negative_number, metavar="MB",
+                   help="text corpora up to this many MB are read into memory, larger ones stream from their files "
+                        "(default: 32; 0 = always stream)")
     p.add_argument("--data-dir", help="TensorFlow Datasets data_dir (prepared datasets)")
     p.add_argument("--manual-dir", help="TensorFlow Datasets manual_dir (source files, for offline use)")
 
@@ -210,7 +221,7 @@ def cmd_train(args):
 
     config = training.TrainConfig(
         corpus=args.corpus, level=args.level, mode=args.mode, column=args.column, header=args.header,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, memory_budget=args.memory_budget,
         manual_dir=args.manual_dir, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
         validation_steps=args.validation_steps, validate_every=args.validate_every, patience=args.patience,
         time_budget=args.time_budget, lr_schedule=args.lr_schedule, batch_size=args.batch_size, seq_len=args.seq_len,
@@ -260,6 +271,10 @@ def cmd_generate(args):
     return 0
 
 
+def _budget_bytes(megabytes):
+    return None if megabytes is None else megabytes * 1e6
+
+
 def cmd_evaluate(args):
     from keras_textgen import artifacts, corpus as corpus_lib, data, errors, model as model_lib
 
@@ -276,14 +291,14 @@ def cmd_evaluate(args):
     try:
         corpus = corpus_lib.load(option("corpus"), mode=args.mode or config.get("mode"), column=option("column"),
                                  header=option("header"), data_dir=option("data_dir"),
-                                 manual_dir=option("manual_dir"))
+                                 manual_dir=option("manual_dir"), memory_budget=_budget_bytes(option("memory_budget")))
     except errors.DataError as e:
         if args.corpus is None:
             raise errors.DataError(f"{e} (the corpus recorded in {artifacts.path(args.model, artifacts.CONFIG_FILE)}"
                                    f"; name another with --corpus)") from None
         raise
     ds = data.make_dataset(corpus.validation, vocab, mode=corpus.mode, batch_size=args.batch_size,
-                           seq_len=config.get("seq_len", 100), shuffle=False)
+                           seq_len=config.get("seq_len", 100), shuffle=False, cache=not corpus.streamed)
     loss, tokens = model_lib.per_token_loss(model, ds)
     unit = "char" if vocab.level == "char" else "word"
     print(f"validation loss: {loss:.4f} nats/{unit}, {model_lib.bits(loss):.4f} bits/{unit}"

@@ -70,6 +70,7 @@ class TrainConfig:
     header: bool = None  # CSV/TSV: first row names the columns; None = detected (keras_textgen.corpus.load)
     data_dir: str = None
     manual_dir: str = None
+    memory_budget: float = None  # MB: text corpora up to this are read into memory; None: corpus.MEMORY_BUDGET
     epochs: int = 100  # an upper bound: early stopping or the time budget usually ends the run first
     steps_per_epoch: int = None
     validation_steps: int = None
@@ -121,6 +122,8 @@ class TrainConfig:
                 raise errors.ConfigError(f"{name} must be an integer >= 0, got {value!r}")
         if self.time_budget is not None and not (_is_number(self.time_budget) and self.time_budget > 0):
             raise errors.ConfigError(f"time_budget must be a number of seconds > 0 (or None), got {self.time_budget!r}")
+        if self.memory_budget is not None and not (_is_number(self.memory_budget) and self.memory_budget >= 0):
+            raise errors.ConfigError(f"memory_budget must be a number of MB >= 0, got {self.memory_budget!r}")
         if self.weight_decay is not None and not (_is_number(self.weight_decay) and self.weight_decay >= 0):
             raise errors.ConfigError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
         if self.lr_schedule not in SCHEDULES:

@@ -7,35 +7,43 @@ Sources (the `source` string of `load` and of `keras-textgen --corpus`):
 * a file path: `.txt` (or any other extension) is plain text; `.csv`,
   `.tsv` and `.jsonl` need `column=` (one name or several, joined by a space;
   in a CSV/TSV also a 1-based number, with or without a header row).
+* a glob (`"data/*.txt"`) or a directory: its files, one corpus; any of
+  these on a `tf.io.gfile` file system (`gs://...`). Text files over the
+  memory budget are streamed from storage (`keras_textgen.sources`).
 * `"tfds:NAME[:FEATURE]"`: a TensorFlow Datasets dataset, e.g.
   `"tfds:ag_news_subset:title"` or `"tfds:tiny_shakespeare"`.
 
 Modes: `"lines"` makes each non-blank line (or row) one example, like news
 titles; `"chunks"` keeps documents whole so `make_dataset` can cut them into
-fixed-length windows, as long texts (plays, books) need.
+fixed-length windows, as long texts (plays, books) need (a document read
+from files arrives as `(piece, starts_document)` pairs).
 """
 
 import contextlib
-import csv
 import dataclasses
-import io
-import json
 import os
 import re
 
 import tensorflow as tf
 
 from keras_textgen import errors
+from keras_textgen import sources
+from keras_textgen import tables
+from keras_textgen.tables import NEWLINES, TABULAR  # noqa: F401  (one copy of each; TABULAR re-exported)
 
 MODES = ("lines", "chunks")
 BUILTIN = "python-docs"
-TABULAR = {".csv": ",", ".tsv": "\t"}
 # Default feature and mode of TFDS datasets this package knows well.
 TFDS_DEFAULTS = {
     "ag_news_subset": ("title", "lines"),
     "tiny_shakespeare": ("text", "chunks"),
 }
-NEWLINES = re.compile(r"\r\n|\r|\n")
+# Text corpora up to this size are read into memory (checked whole, encoded once and cached by
+# make_dataset); larger ones stream from their files each pass. Memory trades against reading and
+# encoding the text again every epoch (cheap next to training an LSTM on it).
+MEMORY_BUDGET = 32_000_000
+# CSV/TSV/JSONL files are parsed in Python (quoting, header detection, JSON), so in memory: up to this size.
+TABLE_LIMIT = 256_000_000
 
 
 @dataclasses.dataclass
@@ -45,9 +53,15 @@ class Corpus:
     Attributes:
         name: a short name for the source (used to name exports).
         mode: `"lines"` (one example per element) or `"chunks"` (documents).
-        train: `tf.data.Dataset` of scalar `tf.string`.
-        validation: `tf.data.Dataset` of scalar `tf.string`.
+        train: `tf.data.Dataset`: in lines mode of scalar `tf.string` lines;
+            in chunks mode of `(piece, starts_document)` pairs for a file or
+            python-docs source (see `keras_textgen.sources`), of whole
+            documents (scalar strings) for TFDS. `texts_of` gives the text.
+        validation: the same, held out.
         source: the source string it was loaded from.
+        files, size_bytes, streamed: for a file source, the files read,
+            their total size, and whether they are streamed from storage
+            each pass (over the memory budget) or read into memory.
     """
 
     name: str
@@ -55,14 +69,30 @@ class Corpus:
     train: tf.data.Dataset
     validation: tf.data.Dataset
     source: str = ""
+    files: tuple = ()  # the files read, for a file source (sorted)
+    size_bytes: int = 0  # their total size
+    streamed: bool = False  # read from the files each pass, not held in memory
+
+    def describe(self):
+        """How the corpus is read, in words.
+
+        E.g. `'3 files, 93.0 MB, streamed from the files, over the memory budget'`.
+        """
+        if not self.files:
+            return "in memory"
+        count = f"{len(self.files)} files" if len(self.files) > 1 else "1 file"
+        how = "streamed from the files, over the" if self.streamed else "read into memory, within the"
+        return f"{count}, {self.size_bytes / 1e6:,.1f} MB, {how} memory budget"
 
 
 def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_dir=None, manual_dir=None,
-         header=None):
+         header=None, memory_budget=None, shard=None):
     """Loads a corpus and splits it into train and validation texts.
 
     Args:
-        source: `"python-docs"`, a file path, or `"tfds:NAME[:FEATURE]"`.
+        source: `"python-docs"`, a file, a glob (`"data/*.txt"`), a
+            directory (its files), on any `tf.io.gfile` file system
+            (`gs://`, `ram://`), or `"tfds:NAME[:FEATURE]"`.
         mode: `"lines"` or `"chunks"`; `None` picks the source's natural mode
             (chunks for python-docs and tiny_shakespeare, lines otherwise).
         column: for CSV/TSV/JSONL files, the text column, or a list of
@@ -78,6 +108,10 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
         header: CSV/TSV only: whether the first row names the columns;
             `None` detects it (a named column found there, or a numeric
             column whose first cell is not a number, means a header).
+        memory_budget: bytes: text files up to this total are read into
+            memory, larger ones are streamed (`MEMORY_BUDGET` when `None`).
+        shard: `(n, i)`: a text file source's training split reads only
+            its files `i, i + n, ...` (sorted), as worker `i` of `n` does.
 
     Returns:
         A `Corpus`.
@@ -102,198 +136,89 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
         return _load_tfds(source, mode, validation_fraction, data_dir, manual_dir)
     if header not in (None, True, False):
         raise errors.ConfigError(f"header must be True, False or None (detect), got {header!r}")
-    return _load_file(source, mode or "lines", column, validation_fraction, header)
+    if memory_budget is not None and not memory_budget >= 0:
+        raise errors.ConfigError(f"memory_budget must be a number of bytes >= 0, got {memory_budget!r}")
+    return _load_file(source, mode or "lines", column, validation_fraction, header,
+                      MEMORY_BUDGET if memory_budget is None else memory_budget, shard)
 
 
-def _from_documents(name, source, documents, mode, validation_fraction):
-    """Splits in-memory documents into train/validation string datasets."""
-    documents = [NEWLINES.sub("\n", d) for d in documents]
+def texts_of(dataset):
+    """The text of a corpus split: a dataset of strings, whichever form its elements have.
+
+    Chunks-mode splits of files hold `(piece, starts_document)` pairs; this
+    drops the flag (for counting tokens or adapting a vocabulary).
+    """
+    if isinstance(dataset.element_spec, tuple):
+        return dataset.map(lambda text, *_: text)
+    return dataset
+
+
+def _from_documents(name, source, documents, mode, validation_fraction, **fields):
+    """Splits in-memory documents into train/validation datasets, with the streamed path's transforms."""
+    _check_documents(source, documents, mode)
+    # Every k-th line is held out; a short corpus still gets one validation line.
+    every = max(2, min(round(1.0 / validation_fraction), sum(_count_lines(d) for d in documents)))
+    documents = sources.documents_from_texts([d for d in documents if d.strip()], mode, validation_fraction)
+    train, validation = sources.split(documents, mode, every=every)
+    return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, **fields)
+
+
+def _count_lines(text):
+    return sum(1 for line in NEWLINES.split(text) if line.strip())
+
+
+def _check_documents(source, documents, mode):
+    """The one-line errors of a corpus with no text, or (lines mode) too few lines to split."""
     if mode == "lines":
-        lines = [line.rstrip() for d in documents for line in d.split("\n")]
-        lines = [line for line in lines if line.strip()]
+        lines = sum(_count_lines(d) for d in documents)
         if not lines:
             raise errors.DataError(f"corpus {source!r} is empty: it has no non-blank lines")
-        # Every k-th line is held out; a short corpus still gets one validation line.
-        every = max(2, min(round(1.0 / validation_fraction), len(lines)))
-        if len(lines) < 2:
+        if lines < 2:
             raise errors.DataError(
-                f"corpus {source!r} has {len(lines)} non-blank line; a train/validation split needs at least 2")
-        train = [line for i, line in enumerate(lines) if i % every != every - 1]
-        validation = [line for i, line in enumerate(lines) if i % every == every - 1]
+                f"corpus {source!r} has {lines} non-blank line; a train/validation split needs at least 2")
+    elif not any(d.strip() for d in documents):
+        raise errors.DataError(f"corpus {source!r} is empty: it has no text")
+
+
+def _load_file(source, mode, column, validation_fraction, header, memory_budget, shard=None):
+    files = sources.resolve(source)
+    single = len(files.paths) == 1 and not sources.is_glob(source)
+    name = os.path.splitext(os.path.basename(files.paths[0] if single else source.rstrip("/*")))[0] or "corpus"
+    exts = sorted({os.path.splitext(p)[1].lower() for p in files.paths})
+    tabular = [e for e in exts if e in TABULAR or e == ".jsonl"]
+    columns = tables.columns(column)
+    if tabular:
+        if len(exts) > 1:
+            raise errors.ConfigError(f"{source} mixes {', '.join(exts)} files; a corpus of CSV/TSV/JSONL files "
+                                     f"has one kind")
+        if files.total_bytes > TABLE_LIMIT:
+            raise errors.DataError(
+                f"{source} is {files.total_bytes / 1e6:,.0f} MB; {exts[0]} files are parsed in memory up to "
+                f"{TABLE_LIMIT / 1e6:,.0f} MB: write the text column to a .txt file (one row per line) to stream it")
+        documents = [tables.document(path, exts[0], columns, header) for path in files.paths]
+        return _from_documents(name, source, documents, mode, validation_fraction, files=tuple(files.paths),
+                               size_bytes=files.total_bytes)
+    first = os.path.basename(files.paths[0])
+    if columns:
+        raise errors.ConfigError(f"--column applies to .csv/.tsv/.jsonl files, not {first}")
+    if header is not None:
+        raise errors.ConfigError(f"--header/--no-header apply to .csv/.tsv files, not {first}")
+    # Files are read by the same graph ops whatever their size; within the memory budget they are first
+    # checked whole (and make_dataset caches their encoded text), beyond it only their heads are.
+    streamed = files.total_bytes > memory_budget
+    every = max(2, round(1.0 / validation_fraction))
+    if not streamed:
+        texts = [sources.check_text(path) for path in files.paths]
+        _check_documents(source, texts, mode)
+        if mode == "lines":  # a short corpus still gets one validation line
+            every = max(2, min(every, sum(_count_lines(t) for t in texts)))
     else:
-        text = "\n".join(d for d in documents if d.strip())
-        if not text.strip():
-            raise errors.DataError(f"corpus {source!r} is empty: it has no text")
-        cut = int(len(text) * (1.0 - validation_fraction))
-        newline = text.rfind("\n", 0, cut)
-        if newline > cut * 0.9:
-            cut = newline + 1  # split on a line boundary when one is close
-        train, validation = [text[:cut]], [text[cut:]]
-        if not train[0].strip() or not validation[0].strip():
-            raise errors.DataError(f"corpus {source!r} is too small for a train/validation split ({len(text)} chars)")
-    return Corpus(name=name, mode=mode, source=source, train=_strings(train), validation=_strings(validation))
-
-
-def _strings(texts):
-    return tf.data.Dataset.from_tensor_slices(tf.constant(texts, dtype=tf.string))
-
-
-def _read_text(path):
-    """Reads a whole file as strict UTF-8 with clear errors."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise errors.DataError(f"corpus file not found: {path}") from None
-    except IsADirectoryError:
-        raise errors.DataError(f"corpus path is a directory, not a file: {path}") from None
-    except OSError as e:
-        raise errors.DataError(f"cannot read corpus file {path}: {e.strerror}") from None
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise errors.DataError(f"{path} contains NUL bytes (at offset {nul}); is it a binary file?")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise errors.DataError(
-            f"{path} is not UTF-8 text: invalid byte 0x{data[e.start]:02x} at offset {e.start}") from None
-    return text.removeprefix("\ufeff")
-
-
-def _columns(column):
-    if column is None:
-        return None
-    if isinstance(column, int) and not isinstance(column, bool):
-        column = [column]
-    if isinstance(column, str):
-        column = column.split(",")
-    columns = [str(c).strip() for c in column if str(c).strip()]
-    return columns or None
-
-
-def _is_position(column):
-    """Whether a `--column` value is a 1-based column number ("2") rather than a name."""
-    return column.isascii() and column.isdigit()
-
-
-def _load_file(path, mode, column, validation_fraction, header=None):
-    name = os.path.splitext(os.path.basename(path))[0] or "corpus"
-    ext = os.path.splitext(path)[1].lower()
-    text = _read_text(path)
-    columns = _columns(column)
-    if ext in TABULAR or ext == ".jsonl":
-        if not columns:
-            raise errors.ConfigError(f"{path} is a {ext[1:].upper()} file: name its text column with --column")
-        if ext == ".jsonl":
-            if header is not None:
-                raise errors.ConfigError(f"--header/--no-header apply to .csv/.tsv files, not {os.path.basename(path)}")
-            rows = _read_jsonl(path, text, columns)
-        else:
-            rows = _read_table(path, text, columns, TABULAR[ext], header)
-        # One row is one example in lines mode; a row's own newlines become spaces.
-        rows = [" ".join(NEWLINES.split(r)) for r in rows]
-        documents = ["\n".join(rows)]
-    else:
-        if columns:
-            raise errors.ConfigError(f"--column applies to .csv/.tsv/.jsonl files, not {os.path.basename(path)}")
-        if header is not None:
-            raise errors.ConfigError(f"--header/--no-header apply to .csv/.tsv files, not {os.path.basename(path)}")
-        documents = [text]
-    return _from_documents(name, path, documents, mode, validation_fraction)
-
-
-def _read_table(path, text, columns, delimiter, header=None):
-    """The text of `columns` (names, or 1-based numbers as strings) of each row of a CSV/TSV file."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows = [row for row in reader if any(f.strip() for f in row)]
-    if not rows:
-        return []
-    first = [f.strip() for f in rows[0]]
-    declared = header
-    if header is None:
-        header = _has_header(rows, columns)
-    names = first if header else []
-    picked = []
-    for c in columns:
-        if _is_position(c):  # a number is a position, even where a header cell reads the same
-            if not 1 <= int(c) <= len(first):
-                raise errors.DataError(f"{path} has {len(first)} columns: --column {c} is out of range "
-                                       f"(columns are numbered from 1)")
-            picked.append(int(c) - 1)
-        elif c in names:
-            picked.append(names.index(c))
-        elif header:
-            raise errors.DataError(f"{path} has no column {c!r}; its columns are {names} "
-                                   f"(pick one by name, or by number from 1, e.g. --column {len(names)})")
-        else:
-            why = ("it is read without a header row (--no-header)" if declared is False
-                   else "its first row looks like data, not a header")
-            shown = ", ".join(f"{i}: {_short(f)!r}" for i, f in enumerate(first, start=1))
-            raise errors.DataError(f"{path} has no column {c!r}: {why}, so pick columns by number from 1, "
-                                   f"e.g. --column {len(first)} (first row: {shown}; pass --header if it names "
-                                   f"the columns)")
-    body = rows[1:] if header else rows
-    return [" ".join(row[i].strip() for i in picked if i < len(row) and row[i].strip()) for row in body]
-
-
-def _short(text, width=24):
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _has_header(rows, columns, sample=100):
-    """Whether the first row of a table is a header (when `header=None`).
-
-    A column named in `columns` (not a number) is looked up in the first row:
-    found means a header. Otherwise, as `csv.Sniffer.has_header` does, a
-    column whose other rows are all numbers votes for a header if its first
-    cell is not a number and against if it is (AG News as distributed:
-    `"3","Title","Description"` rows). Without any vote the first row is data.
-    """
-    first = [f.strip() for f in rows[0]]
-    if any(c in first for c in columns if not _is_position(c)):
-        return True
-    if any(not _is_position(c) for c in columns):
-        return _votes(rows, sample) >= 0  # a name not in the first row: say so against the header
-    return _votes(rows, sample) > 0
-
-
-def _votes(rows, sample):
-    first, body = rows[0], rows[1:sample + 1]
-    votes = 0
-    for i, cell in enumerate(first):
-        values = [row[i].strip() for row in body if i < len(row) and row[i].strip()]
-        if values and all(_is_number(v) for v in values):
-            votes += -1 if _is_number(cell.strip()) else 1
-    return votes
-
-
-def _read_jsonl(path, text, columns):
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise errors.DataError(f"{path} line {number} is not valid JSON: {e.msg}") from None
-        if not isinstance(record, dict):
-            raise errors.DataError(f"{path} line {number} is not a JSON object")
-        missing = [c for c in columns if c not in record]
-        if missing:
-            raise errors.DataError(f"{path} line {number} has no field {missing[0]!r}; it has {sorted(record)}")
-        row = " ".join(str(record[c]).strip() for c in columns if record[c] is not None and str(record[c]).strip())
-        if "\x00" in row:  # a JSON "\u0000" escape: the NUL check of _read_text cannot see it
-            raise errors.DataError(f"{path} line {number} contains a NUL character (\\u0000)")
-        rows.append(row)
-    return rows
+        for path in files.paths:
+            sources.check_text(path, limit=sources.HEAD_BYTES)
+    train, validation = sources.split(sources.documents_from_files(files, mode, validation_fraction), mode, every,
+                                      shard)
+    return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, streamed=streamed,
+                  files=tuple(files.paths), size_bytes=files.total_bytes)
 
 
 def _split_lines(text):

@@ -63,6 +63,31 @@ def _check_tf_config():
         raise errors.ConfigError(f"TF_CONFIG task {task!r} is not in its cluster {sorted(cluster)}")
 
 
+def workers(config):
+    """Processes of the run: the chief and workers of `TF_CONFIG` under `multi-worker`, else 1."""
+    if config.strategy != "multi-worker":
+        return 1
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+        return max(1, sum(len(cluster.get(kind) or []) for kind in ("chief", "worker")))
+    except (ValueError, TypeError, AttributeError):
+        return 1
+
+
+def worker_index(config):
+    """This process's place among `workers(config)`: the chief first, then the workers in order."""
+    if config.strategy != "multi-worker":
+        return 0
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+        if task.get("type") == "chief":
+            return 0
+        return int(task.get("index", 0)) + (1 if cluster.get("chief") else 0)
+    except (ValueError, TypeError, AttributeError):
+        return 0
+
+
 def writes_model_dir(config):
     """Whether this process writes the model directory: all but the non-chief workers of a multi-worker run."""
     if config.strategy != "multi-worker":

@@ -66,17 +66,6 @@ def vocabulary_settings(tokens, level):
     return (2 if tokens < 2_000_000 else 3), WORD_MAX_TOKENS
 
 
-def count_tokens(texts, level="char", lowercase=False):
-    """Tokens in a dataset of strings, counted by a graph pass (no copy of the text in Python)."""
-    import tensorflow as tf
-
-    from keras_textgen import vocab as vocab_lib
-
-    sizes = texts.batch(1024).map(
-        lambda batch: tf.size(vocab_lib.tokenize(batch, level, lowercase).flat_values, out_type=tf.int64))
-    return int(sizes.reduce(tf.constant(0, tf.int64), lambda total, size: total + size))
-
-
 def choose(tokens, level="char", vocab_size=None, time_budget=None):
     """The settings for a corpus of `tokens` training tokens (see the module docstring).
 

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+import time
 import typing
 
 import keras
@@ -34,6 +35,7 @@ from keras_textgen import sizing
 from keras_textgen import steps as steps_lib
 from keras_textgen import stopping
 from keras_textgen import threads
+from keras_textgen import vocab as vocab_lib
 from keras_textgen.vocab import Vocabulary
 
 
@@ -82,7 +84,7 @@ class Prepared(typing.NamedTuple):
     pass_steps: int  # training batches in one pass over the data
 
 
-def prepare(config, replicas=1):
+def prepare(config, replicas=1, workers=1, print_fn=None):
     """Loads the corpus, fills the settings left to the corpus's size, adapts the vocabulary, builds datasets.
 
     Args:
@@ -92,38 +94,49 @@ def prepare(config, replicas=1):
             `config.batch_size * replicas` examples (the global batch), and
             partial training batches are dropped when `replicas > 1` so every
             replica gets an equal share.
+        workers: processes of a multi-worker run: a streamed corpus of at
+            least as many files is sharded by file (each worker trains on
+            its own files), anything else by data.
+        print_fn: where a streamed corpus's vocabulary pass reports its
+            progress (`None`: silent).
 
     Returns:
         A `Prepared`: `(corpus, vocab, train_ds, val_ds, config, tokens, pass_steps)`.
-        The training dataset repeats when `steps_per_epoch` or `validate_every` is set.
+        The training dataset repeats when `steps_per_epoch` or `validate_every` is set, and for a
+        streamed corpus, whose epoch is then one pass as the vocabulary pass counted it.
     """
+    budget = None if config.memory_budget is None else config.memory_budget * 1e6
     corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
-                             data_dir=config.data_dir, manual_dir=config.manual_dir)
-    tokens = sizing.count_tokens(corpus.train, config.level, config.lowercase)
+                             data_dir=config.data_dir, manual_dir=config.manual_dir, memory_budget=budget)
+    progress = VocabularyProgress(corpus.size_bytes, print_fn or (lambda *_: None)) if corpus.streamed else None
+    counts = vocab_lib.count(corpus.train, level=config.level, lowercase=config.lowercase,
+                             batch_size=4 if corpus.mode == "chunks" else 1024,  # a chunks piece is up to a block (1 MB)
+                             progress=progress)
+    tokens = counts.total
     min_frequency, max_tokens = sizing.vocabulary_settings(tokens, config.level)
-    vocab = Vocabulary.adapt(corpus.train, level=config.level,
-                             max_tokens=config.max_tokens if config.max_tokens is not None else max_tokens,
-                             min_frequency=config.min_frequency or min_frequency or 1, lowercase=config.lowercase)
+    vocab = Vocabulary.from_counts(counts.tokens, level=config.level,
+                                   max_tokens=config.max_tokens if config.max_tokens is not None else max_tokens,
+                                   min_frequency=config.min_frequency or min_frequency or 1,
+                                   lowercase=config.lowercase)
+    if progress:
+        progress.done(vocab.size)
     config, _ = fill_from_corpus(config, tokens, vocab.size)
     global_batch = config.batch_size * replicas
     common = dict(vocab=vocab, mode=corpus.mode, batch_size=global_batch, seq_len=config.seq_len,
-                  max_length=config.max_line_length, seed=config.seed)
+                  max_length=config.max_line_length, seed=config.seed, cache=not corpus.streamed)
     drop = replicas > 1 or config.strategy == "tpu"
-    repeat = config.steps_per_epoch is not None or config.validate_every is not None
-    train_ds = data_lib.make_dataset(corpus.train, repeat=repeat, drop_remainder=drop, **common)
+    # A dataset that may be empty is never repeated: it would loop without end looking for an element.
+    twin = data_lib.make_dataset(corpus.train, shuffle=False, drop_remainder=drop, **{**common, "cache": False})
+    has_examples = {"training": any(True for _ in twin.take(1))}
+    val_ds = data_lib.make_dataset(corpus.validation, shuffle=False, drop_remainder=drop, **common)
+    if corpus.streamed:
+        # Evaluating all of a large held-out split would take longer than training between evaluations:
+        # a streamed corpus evaluates on the first batches of it, the same ones each time, kept in memory.
+        val_ds = val_ds.take(config.validation_steps or STREAMED_VALIDATION_BATCHES).cache()
     # Keras splits each global batch between replicas and needs equal shares (a partial batch fails in
     # its first-batch probe), so with several replicas partial batches are dropped, validation included.
-    val_ds = data_lib.with_known_cardinality(data_lib.make_dataset(corpus.validation, shuffle=False,
-                                                                   drop_remainder=drop, **common))
-    has_examples = {"validation": int(val_ds.cardinality()) > 0}
-    if repeat:  # an endless dataset: count the batches of an unrepeated twin
-        twin = data_lib.make_dataset(corpus.train, cache=False, shuffle=False, drop_remainder=drop, **common)
-        pass_steps = config.steps_per_epoch or int(data_lib.with_known_cardinality(twin).cardinality())
-        has_examples["training"] = any(True for _ in twin.take(1))
-    else:
-        train_ds = data_lib.with_known_cardinality(train_ds)
-        pass_steps = int(train_ds.cardinality())
-        has_examples["training"] = pass_steps > 0
+    val_ds = data_lib.with_known_cardinality(val_ds)
+    has_examples["validation"] = int(val_ds.cardinality()) > 0
     for name, ok in has_examples.items():
         if not ok:
             hint = (f" (shorter than one window of seq_len+1={config.seq_len + 1} tokens; lower --seq-len)"
@@ -131,11 +144,78 @@ def prepare(config, replicas=1):
             if drop:
                 hint += f" (with {replicas} replicas a global batch is {global_batch} examples; lower --batch-size)"
             raise errors.DataError(f"the {name} split of {config.corpus!r} yields no examples{hint}")
-    # In-memory datasets have no files to shard: each worker takes every n-th batch.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return Prepared(corpus, vocab, train_ds.with_options(options), val_ds.with_options(options), config, tokens,
+    if corpus.streamed and config.steps_per_epoch is None and config.validate_every is None:
+        # Counting the batches would be a second pass over the files: the vocabulary pass counted them.
+        config = dataclasses.replace(config, steps_per_epoch=max(1, _batches(counts, corpus.mode, config,
+                                                                             global_batch, drop)))
+    repeat = config.steps_per_epoch is not None or config.validate_every is not None
+    train_ds = data_lib.make_dataset(corpus.train, repeat=repeat, drop_remainder=drop, **common)
+    if repeat:
+        pass_steps = config.steps_per_epoch or (
+            _batches(counts, corpus.mode, config, global_batch, drop) if corpus.streamed
+            else int(data_lib.with_known_cardinality(twin).cardinality()))
+    else:
+        train_ds = data_lib.with_known_cardinality(train_ds)
+        pass_steps = int(train_ds.cardinality())
+    by_data = tf.data.Options()
+    by_data.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_options = by_data
+    if corpus.streamed and workers > 1 and len(corpus.files) >= workers:
+        # A multi-worker run trains on a streamed corpus of enough files file by file: each worker reads
+        # only its own files. The files are sharded here (tf.data's AutoShardPolicy.FILE cannot see the
+        # files through the Dataset.random of lines mode or the scan of chunks mode) and tf.data's
+        # sharding is turned off. Otherwise each worker takes every n-th batch of the whole stream.
+        # Validation is sharded by data.
+        train_ds = data_lib.make_dataset(
+            corpus_lib.load(config.corpus, mode=config.mode, memory_budget=budget,
+                            shard=(workers, distribute.worker_index(config))).train,
+            repeat=repeat, drop_remainder=drop, **common)
+        train_options = tf.data.Options()
+        train_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return Prepared(corpus, vocab, train_ds.with_options(train_options), val_ds.with_options(by_data), config, tokens,
                     pass_steps)
+
+
+# Validation batches of a streamed corpus when --validation-steps is not set.
+STREAMED_VALIDATION_BATCHES = 100
+
+
+def _batches(counts, mode, config, global_batch, drop):
+    """Training batches in one pass, from the vocabulary pass's counts (no pass of its own).
+
+    Chunks: the stream is every token plus one EOS per document, cut into
+    windows of `seq_len + 1`. Lines: one example per line (a line that
+    encodes to no token is dropped by `make_dataset`, so this can be high by
+    a batch or so, which only moves where a repeated stream's epochs end).
+    """
+    examples = (counts.total + counts.documents) // (config.seq_len + 1) if mode == "chunks" else counts.texts
+    return examples // global_batch if drop else -(-examples // global_batch)
+
+
+class VocabularyProgress:
+    """Prints the vocabulary pass's progress: MB read of the corpus's MB, and the rate, every few seconds."""
+
+    def __init__(self, total_bytes, print_fn, every=5.0):
+        self.total, self.print_fn, self.every = total_bytes, print_fn, every
+        self.start = self.last = time.monotonic()
+        self.read = 0
+
+    def __call__(self, read):
+        self.read = read
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            share = f" ({read / self.total:.0%})" if self.total else ""
+            self.print_fn(f"Vocabulary pass: {read / 1e6:,.0f} of {self.total / 1e6:,.0f} MB{share}, "
+                          f"{self.rate():,.1f} MB/s")
+
+    def rate(self):
+        return self.read / 1e6 / max(time.monotonic() - self.start, 1e-9)
+
+    def done(self, vocab_size):
+        self.seconds = time.monotonic() - self.start
+        self.print_fn(f"Vocabulary pass: {self.read / 1e6:,.1f} MB of training text in {self.seconds:.1f} s "
+                      f"({self.rate():,.1f} MB/s), {vocab_size} ids")
 
 
 def evaluation_plan(config, pass_steps):
@@ -238,7 +318,7 @@ def _train(config, model_dir, print_fn, verbose):
                  "--epochs and --patience end the run")
         config = dataclasses.replace(config, time_budget=None)
     corpus, vocab, train_ds, val_ds, config, tokens, pass_steps = prepare(
-        config, replicas=strategy.num_replicas_in_sync)
+        config, replicas=strategy.num_replicas_in_sync, workers=distribute.workers(config), print_fn=print_fn)
     fit_epochs, fit_steps = evaluation_plan(config, pass_steps)
     state = backup.read_state(backup_dir) if resuming else None
     steps_per_execution = steps_lib.for_run(config, fit_steps or pass_steps, state)
@@ -261,7 +341,8 @@ def _train(config, model_dir, print_fn, verbose):
     run_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
     run_config.update(mode=corpus.mode, corpus_name=corpus.name, vocab_size=vocab.size,
                       vocab_sha256=artifacts.vocab_fingerprint(vocab), train_tokens=tokens,
-                      replicas=strategy.num_replicas_in_sync,
+                      replicas=strategy.num_replicas_in_sync, streamed=corpus.streamed,
+                      corpus_files=len(corpus.files), corpus_bytes=corpus.size_bytes,
                       global_batch_size=config.batch_size * strategy.num_replicas_in_sync,
                       intra_op_threads_in_force=tf.config.threading.get_intra_op_parallelism_threads(),
                       steps_per_execution_in_force=steps_per_execution)
@@ -280,7 +361,8 @@ def _train(config, model_dir, print_fn, verbose):
     clock = stopping.RunClock(config.time_budget, progress=getattr(learning_rate, "progress", None))
     stoppers = [clock] + ([stopping.EarlyStopping(config.patience)] if config.patience else [])
     replicas = f", {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""
-    print_fn(f"Corpus {corpus.source!r} ({corpus.mode} mode), {describe(config, tokens)}")
+    read = f"; {corpus.describe()}" if corpus.files else ""
+    print_fn(f"Corpus {corpus.source!r} ({corpus.mode} mode{read}), {describe(config, tokens)}")
     print_fn(f"Vocabulary of {vocab.size} ids, model of {model.count_params():,} parameters{replicas}; "
              f"training until {_bounds(config, fit_epochs, fit_steps)}")
     ended = _ended(state, config) if state else None

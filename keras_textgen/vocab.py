@@ -3,6 +3,7 @@
 import collections
 import json
 import os
+import typing
 
 import keras
 import numpy as np
@@ -225,7 +226,8 @@ class Vocabulary:
         token), so the same corpus always gives the same ids.
 
         Args:
-            texts: a `tf.data.Dataset` of scalar strings, or a list of str.
+            texts: a `tf.data.Dataset` of scalar strings (or of
+                `(text, flag)` pairs, as chunks-mode corpora give), or a list of str.
             level: `"char"` or `"word"`.
             max_tokens: keep at most this many corpus tokens (reserved ids are
                 extra). `None` keeps all.
@@ -240,22 +242,20 @@ class Vocabulary:
         """
         if level not in LEVELS:
             raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
+        counts = count(texts, level=level, lowercase=lowercase, batch_size=batch_size)
+        return cls.from_counts(counts.tokens, level=level, max_tokens=max_tokens, min_frequency=min_frequency,
+                               lowercase=lowercase)
+
+    @classmethod
+    def from_counts(cls, counter, level="char", max_tokens=None, min_frequency=1, lowercase=False):
+        """The vocabulary of a token -> count mapping (from `count`), with `adapt`'s rules."""
+        if level not in LEVELS:
+            raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
         if max_tokens is not None and max_tokens < 1:
             raise errors.ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
         if min_frequency < 1:
             raise errors.ConfigError(f"min_frequency must be >= 1, got {min_frequency}")
-        if not isinstance(texts, tf.data.Dataset):
-            texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
-
-        def count(batch):
-            flat = tokenize(batch, level, lowercase).flat_values
-            uniq, _, counts = tf.unique_with_counts(flat)
-            return uniq, counts
-
-        counter = collections.Counter()
-        for uniq, counts in texts.batch(batch_size).map(count, num_parallel_calls=tf.data.AUTOTUNE):
-            for tok, n in zip(uniq.numpy().tolist(), counts.numpy().tolist()):
-                counter[tok.decode("utf-8")] += n
+        counter = collections.Counter(counter)
         for reserved in (PAD_TOKEN, OOV_TOKEN, EOS_TOKEN):
             counter.pop(reserved, None)
         for token in [t for t in counter if t.endswith("\x00")]:
@@ -312,3 +312,83 @@ class Vocabulary:
             raise errors.ArtifactError(f"vocabulary file not found: {path}") from None
         except (ValueError, KeyError, TypeError, errors.KerasTextgenError) as e:
             raise errors.ArtifactError(f"{path} is not a valid keras_textgen vocabulary ({e})") from None
+
+
+class Counts(typing.NamedTuple):
+    """What `count` found in one pass: each token's count, and totals."""
+
+    tokens: collections.Counter  # token -> occurrences
+    total: int  # tokens in all (characters or words)
+    texts: int  # elements read (lines, documents or pieces)
+    documents: int  # documents started: texts, or for `(piece, starts)` pairs the pieces that start one
+    bytes: int  # UTF-8 bytes read
+
+
+def count(texts, level="char", lowercase=False, batch_size=1024, progress=None):
+    """Counts the tokens of a dataset of strings in one streaming pass of graph ops.
+
+    Characters are counted as code points (`tf.strings.unicode_decode`,
+    invalid bytes as U+FFFD, as `tokenize` splits them) and words as
+    `tokenize` cuts them; Python only adds up each batch's distinct tokens,
+    so memory follows the number of distinct tokens, not the text.
+
+    Args:
+        texts: a `tf.data.Dataset` of scalar strings or of `(text, flag)`
+            pairs (a chunks-mode corpus: the flag marks a document's first
+            piece), or a list of str.
+        progress: called with the bytes read so far after each batch.
+
+    Returns:
+        A `Counts`.
+
+    Example:
+
+    >>> count(["abba", "b"]).tokens
+    Counter({'b': 3, 'a': 2})
+    """
+    if level not in LEVELS:
+        raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
+    if not isinstance(texts, tf.data.Dataset):
+        texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
+    pairs = isinstance(texts.element_spec, tuple)
+
+    def batch_counts(batch, starts=None):  # a per-batch map: a per-element one would cost more than the count
+        if starts is None:
+            starts = tf.ones_like(batch, dtype=tf.bool)
+        if lowercase:
+            batch = tf.strings.lower(batch, encoding="utf-8")
+        if level == "char":
+            # ASCII bytes are counted with a 128-bin histogram of the raw bytes; only the rest (with its
+            # multi-byte characters) is decoded and hashed: most text is mostly ASCII.
+            joined = tf.strings.reduce_join(batch)
+            ascii_ids = tf.range(128, dtype=tf.int32)
+            byte_counts = tf.math.bincount(tf.cast(tf.io.decode_raw(joined, tf.uint8), tf.int32), minlength=256,
+                                           maxlength=256, dtype=tf.int64)[:128]
+            rest = tf.strings.regex_replace(joined, "[\\x00-\\x7f]+", "")
+            other, _, other_counts = tf.unique_with_counts(tf.strings.unicode_decode(rest, "UTF-8"))
+            uniq = tf.concat([ascii_ids, other], axis=0)
+            counts = tf.concat([byte_counts, tf.cast(other_counts, tf.int64)], axis=0)
+        else:
+            uniq, _, counts = tf.unique_with_counts(tokenize(batch, level).flat_values)
+        return (uniq, tf.cast(counts, tf.int64), tf.size(batch, out_type=tf.int64),
+                tf.math.count_nonzero(starts), tf.reduce_sum(tf.cast(tf.strings.length(batch), tf.int64)))
+
+    counter = collections.Counter()
+    total = elements = documents = size = 0
+    if pairs:
+        texts = texts.map(lambda text, starts, *_: (text, starts))
+    batches = texts.batch(batch_size).map(batch_counts, num_parallel_calls=tf.data.AUTOTUNE)
+    for uniq, counts, n, starts, nbytes in batches.prefetch(2):
+        uniq, counts = uniq.numpy().tolist(), counts.numpy().tolist()
+        if level == "char":
+            uniq = [chr(c) for c in uniq]
+        else:
+            uniq = [t.decode("utf-8") for t in uniq]
+        for tok, c in zip(uniq, counts):
+            if c:
+                counter[tok] += c
+        total += sum(counts)
+        elements, documents, size = elements + int(n), documents + int(starts), size + int(nbytes)
+        if progress is not None:
+            progress(size)
+    return Counts(counter, total, elements, documents, size)

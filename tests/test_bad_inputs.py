@@ -67,6 +67,13 @@ def _file(name, data):
     return setup
 
 
+def _folder(path, files=None):
+    path.mkdir(exist_ok=True)
+    for name, text in (files or {}).items():
+        (path / name).write_text(text)
+    return path
+
+
 def _train(*extra):
     return ["train", "--corpus", "CORPUS", "--out", "OUT", *TINY, *extra]
 
@@ -145,8 +152,13 @@ ROWS = [
     # corpus loading
     Row("corpus", "file does not exist", "error: corpus file not found", _train(), "corpus file not found",
         setup=lambda ctx: {"CORPUS": str(ctx["TMP"] / "missing.txt")}),
-    Row("corpus", "a directory", "error: corpus path is a directory", _train(), "is a directory",
-        setup=lambda ctx: {"CORPUS": str(ctx["TMP"])}),
+    Row("corpus", "a directory without files", "error: corpus directory ... holds no files", _train(),
+        "holds no files", setup=lambda ctx: {"CORPUS": str(_folder(ctx["TMP"] / "empty"))}),
+    Row("corpus", "a glob that matches no file", "error: no corpus files match ...", _train(), "no corpus files match",
+        setup=lambda ctx: {"CORPUS": str(ctx["TMP"] / "nothing" / "*.txt")}),
+    Row("corpus", "a glob of .txt and .csv files", "error: it mixes .csv, .txt files", _train(), "mixes .csv, .txt",
+        setup=lambda ctx: {"CORPUS": str(_folder(ctx["TMP"] / "mixed", {"a.txt": "x\ny\n", "b.csv": "t\nx\n"}))
+                           + "/*"}),
     Row("corpus", "TFDS `--manual-dir` that is not a folder", "error: the TFDS manual dir ... is not a folder",
         ["train", "--corpus", "tfds:tiny_shakespeare", "--manual-dir", "/nonexistent/tiny_shakespeare", "--out", "OUT", *TINY],
         "is not a folder"),

@@ -257,3 +257,22 @@ def test_startup_smoke_times_every_way_and_judges_its_targets(tmp_path):
     assert kept < rows["keras-textgen generate (traced on each run)"]["first_output_s"]
     assert [t["met"] is not None for t in results["targets"]] == [True, True]
     assert "| Target | Goal | Measured | Met |" in (tmp_path / "s.md").read_text()
+
+
+@pytest.mark.slow  # four fresh processes that each train
+def test_streaming_smoke_trains_streamed_and_in_memory_and_judges_its_targets(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bench.streaming", "--smoke", "--out-dir", str(tmp_path),
+                             "--name", "s"], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / "s.json") as f:
+        results = json.load(f)
+    rows = {r["variant"]: r for r in results["rows"]}
+    assert set(rows) == {"streamed", "in memory"}
+    assert rows["streamed"]["streamed"] is True and rows["in memory"]["streamed"] is False
+    assert rows["streamed"]["vocab_pass"]["mb_per_s"] > 0 and rows["in memory"]["vocab_pass"] is None
+    for row in rows.values():
+        assert 0 < row["first_step_s"] < row["wall_seconds"] and row["train_chars_per_s"] > 0
+        assert row["peak_rss_mb"] > 100 and row["steps"] == 6 and row["package"] == str(ROOT)
+    assert [t["met"] is not None for t in results["targets"]] == [True, True, True]
+    assert "| Target | Goal | Measured | Met |" in (tmp_path / "s.md").read_text()

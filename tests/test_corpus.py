@@ -8,7 +8,8 @@ from conftest import LINES, SHAKESPEARE_DIR, needs_shakespeare
 
 
 def texts(ds):
-    return [t.decode() for t in ds.as_numpy_iterator()]
+    """A split's texts; a chunks-mode split's elements are (piece, starts_document) pairs."""
+    return [t.decode() for t in ktg.corpus.texts_of(ds).as_numpy_iterator()]
 
 
 def test_python_docs_is_builtin_and_offline():

@@ -154,3 +154,27 @@ def test_property_targets_are_shifted_inputs(texts):
             n = int((row_x != PAD_ID).sum())
             assert row_x[0] == EOS_ID and row_y[n - 1] == EOS_ID
             assert (row_y[:n - 1] == row_x[1:n]).all()
+
+
+@pytest.mark.parametrize("seq_len, kept", [(3, 8), (4, 10), (10, 0)])
+def test_chunks_mode_is_one_stream_across_documents(seq_len, kept):
+    """'abcde' and 'fgh' are one stream, [EOS]abcde[EOS]fgh: 10 ids. Windows of seq_len+1 are cut from its start;
+    only the last ids that make no whole window are dropped ('de' is no longer lost at the first document's end)."""
+    vocab = ktg.Vocabulary.adapt(["abcdefgh"])
+    stream = [EOS_ID] + vocab.encode("abcde").numpy().tolist() + [EOS_ID] + vocab.encode("fgh").numpy().tolist()
+    for texts in (["abcde", "fgh"], tf.data.Dataset.from_tensor_slices((["abc", "de", "fgh"], [True, False, True]))):
+        ds = ktg.make_dataset(texts, vocab, mode="chunks", seq_len=seq_len, shuffle=False, batch_size=2)
+        windows = [x + y[-1:] for bx, by in ds for x, y in zip(bx.numpy().tolist(), by.numpy().tolist())]
+        assert all(len(w) == seq_len + 1 for w in windows)
+        assert sum(windows, []) == stream[:kept]  # the stream in order; only its last partial window is dropped
+        assert len(stream) - kept < seq_len + 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(docs=st.lists(st.text(alphabet="ab\nc", max_size=30), min_size=1, max_size=6), seq_len=st.integers(1, 12))
+def test_property_chunks_drop_at_most_the_last_partial_window(docs, seq_len):
+    vocab = ktg.Vocabulary(["a", "b", "c", "\n"])
+    stream = [i for d in docs for i in [EOS_ID] + vocab.encode(d).numpy().tolist()]
+    ds = ktg.make_dataset(docs, vocab, mode="chunks", seq_len=seq_len, shuffle=False, batch_size=3, cache=False)
+    windows = [x + y[-1:] for bx, by in ds for x, y in zip(bx.numpy().tolist(), by.numpy().tolist())]
+    assert sum(windows, []) == stream[:len(stream) // (seq_len + 1) * (seq_len + 1)]

@@ -207,3 +207,52 @@ def test_multi_worker_matches_one_device_and_resumes_after_a_worker_is_killed(co
     reference_model = ktg.load_model_dir(tmp_path / "single")[0]
     for a, b in zip(model.get_weights(), reference_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-6, err_msg=f"seed {SEED}, state {state}")
+
+
+SHARDS = textwrap.dedent("""
+    import json, sys
+    from keras_textgen import distribute, training
+
+    config = training.TrainConfig(corpus=sys.argv[1], mode="chunks", seq_len=8, batch_size=2, units=8, seed=1,
+                                  memory_budget=0, strategy="multi-worker", time_budget=None)
+    strategy = distribute.get_strategy(config.strategy)
+    prepared = training.prepare(config, replicas=strategy.num_replicas_in_sync, workers=distribute.workers(config))
+    tokens = prepared.vocab.get_vocabulary()
+    seen = set()
+    for i, (x, _) in enumerate(strategy.experimental_distribute_dataset(prepared.train_ds)):
+        if i == 2 * prepared.pass_steps:  # two passes of the repeated stream
+            break
+        for local in strategy.experimental_local_results(x):
+            seen.update(tokens[t] for t in local.numpy().ravel().tolist())
+    print(json.dumps({"letters": sorted(t for t in seen if t.isalpha()), "files": len(prepared.corpus.files)}))
+""")
+
+
+def test_multi_worker_reads_a_streamed_multi_file_corpus_one_file_per_worker(tmp_path):
+    """Four files, each of its own letter; worker i of 2 must train on files i and i+2 only (AutoShardPolicy.FILE)."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i, letter in enumerate("abcd"):
+        (folder / f"part{i}.txt").write_text("".join(f"{letter * (1 + n % 5)} {letter}\n" for n in range(200)))
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs = [subprocess.Popen([sys.executable, "-c", SHARDS, str(folder / "*.txt")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                                         "index": i}})))
+             for i in range(2)]
+    outs = wait_all(procs)
+    seen = [json.loads(out.strip().splitlines()[-1]) for out in outs]
+    assert seen == [{"letters": ["a", "c"], "files": 4}, {"letters": ["b", "d"], "files": 4}]
+    # And a whole run on it trains and saves.
+    out = tmp_path / "model"
+    procs = []
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        procs.append(subprocess.Popen(
+            [EXE, "train", "--corpus", str(folder), "--out", str(out), "--strategy", "multi-worker", "--memory-budget",
+             "0", "--batch-size", "2", "--mode", "chunks", "--seq-len", "8", "--units", "8", "--epochs", "2",
+             "--validation-steps", "2", "--time-budget", "none", "--seed", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(TF_CONFIG=tf_config)))
+    chief_out, _ = wait_all(procs)
+    assert "4 files" in chief_out and "streamed" in chief_out and "Saved" in chief_out

@@ -96,10 +96,10 @@ def test_bench_readme_reports_the_latest_run():
     assert f"`bench/results/{date}.md`" in text
     rows = target_table(BENCH_README)
     assert len(rows) >= 8 and all(len(r) == 4 for r in rows), rows
-    # The table also holds the targets of the newest `make bench-defaults` run (bench/defaults.py) and of
-    # the newest `python -m bench.startup` run.
+    # The table also holds the targets of the newest `make bench-defaults` run (bench/defaults.py), of
+    # the newest `python -m bench.startup` run and of the newest `python -m bench.streaming` run.
     targets = list(results["targets"])
-    for kind in ("defaults", "startup"):
+    for kind in ("defaults", "startup", "streaming"):
         stem, extra = latest_results(kind)
         assert f"`bench/results/{stem}.md`" in text
         targets += extra["targets"]

@@ -112,15 +112,18 @@ def assert_no_half_written_files(model_dir):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_training_resumes_by_epoch_and_step(corpus_file, tmp_path):
+@pytest.mark.parametrize("memory_budget", [[], ["--memory-budget", "0"]], ids=["in-memory", "streamed"])
+def test_sigkill_mid_training_resumes_by_epoch_and_step(corpus_file, tmp_path, memory_budget):
     """Three kills at random moments, then a run to the end: the same steps as an uninterrupted run.
 
     Kill k waits until the backup has passed a random global step in the k-th third of the run,
     then a random fraction of a second more (so it lands between backups, usually mid-epoch).
+    Streamed from its file (no cache), the resumed run reads the stream again and skips the
+    batches already trained on, so it too sees the batches the uninterrupted run saw.
     """
     model_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
-    reference = spawn("train", "--corpus", str(corpus_file), "--out", str(reference_dir), *TRAIN_ARGS)
-    args = ["train", "--corpus", str(corpus_file), "--out", str(model_dir), *TRAIN_ARGS]
+    reference = spawn("train", "--corpus", str(corpus_file), "--out", str(reference_dir), *TRAIN_ARGS, *memory_budget)
+    args = ["train", "--corpus", str(corpus_file), "--out", str(model_dir), *TRAIN_ARGS, *memory_budget]
     total = EPOCHS * STEPS
     kills = []
     for k in range(3):
@@ -145,6 +148,7 @@ def test_sigkill_mid_training_resumes_by_epoch_and_step(corpus_file, tmp_path):
     assert not os.path.exists(model_dir / artifacts.BACKUP_DIR) and not os.path.exists(model_dir / artifacts.RUN_DIR)
 
     model, vocab, config = ktg.load_model_dir(model_dir)
+    assert config["streamed"] == bool(memory_budget)
     assert int(model.optimizer.iterations) == EPOCHS * STEPS  # no step trained twice, none skipped
     history = json.load(open(model_dir / artifacts.HISTORY_FILE))
     assert history["epoch"] == list(range(1, EPOCHS + 1))  # one row per epoch
