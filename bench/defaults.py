@@ -41,6 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench import config
 from bench import corpora
+from bench import measure
 
 LN2 = math.log(2.0)
 OWN_LINES = 9000
@@ -305,11 +306,7 @@ def main(argv=None):
         results["word"] = word_part(settings, folder, "4s" if args.smoke else args.word_budget, print,
                                     epochs=1 if args.smoke else 10)
     results["targets"] = targets(results)
-    with open(stem + ".json", "w") as f:
-        json.dump(results, f, indent=1)
-    with open(stem + ".md", "w") as f:
-        f.write(markdown(results))
-    print(markdown(results))
+    measure.write_results(stem, results, markdown)
 
 
 if __name__ == "__main__":

@@ -242,3 +242,14 @@ def peak_matmul_flops(n=2048, runs=5):
 
 def is_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def write_results(stem, results, markdown):
+    """Writes `stem.json` and `stem.md` (`markdown(results)`), and prints the Markdown."""
+    os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+    with open(stem + ".json", "w") as f:
+        json.dump(results, f, indent=1)
+    text = markdown(results)
+    with open(stem + ".md", "w") as f:
+        f.write(text)
+    print(text)

@@ -169,11 +169,7 @@ def main(argv=None):
     results["targets"] = targets(results)
     os.makedirs(args.out_dir, exist_ok=True)
     stem = os.path.join(args.out_dir, args.name or f"{date}-startup" + ("-smoke" if args.smoke else ""))
-    with open(stem + ".json", "w") as f:
-        json.dump(results, f, indent=1)
-    with open(stem + ".md", "w") as f:
-        f.write(markdown(results))
-    print(markdown(results))
+    measure.write_results(stem, results, markdown)
 
 
 if __name__ == "__main__":
