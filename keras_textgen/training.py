@@ -167,8 +167,8 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
         # sharding is turned off. Otherwise each worker takes every n-th batch of the whole stream.
         # Validation is sharded by data.
         train_ds = data_lib.make_dataset(
-            corpus_lib.load(config.corpus, mode=config.mode, memory_budget=budget,
-                            shard=(workers, distribute.worker_index(config))).train,
+            corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
+                            memory_budget=budget, shard=(workers, distribute.worker_index(config))).train,
             repeat=repeat, drop_remainder=drop, **common)
         train_options = tf.data.Options()
         train_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
