@@ -274,11 +274,7 @@ def _check_head(path, text, plan, columns, delimiter, header):
             f.write((b"\xef\xbb\xbf" if _starts_with_bom(path) else b"") + text.encode("utf-8"))
         got = lines(_documents([(copy,) + plan[1:]], delimiter, len(plan[2])))
     except tf.errors.InvalidArgumentError as e:
-        reason = e.message.strip().splitlines()[0]
-        raise errors.DataError(
-            f"{path} cannot be streamed: TensorFlow's CSV reader stops in its first rows ({reason}); quote whole "
-            f"fields only (\"a \"\"b\"\"\", not a \"b\"), give every row the chosen columns, or write the column "
-            f"to a .txt file") from None
+        raise errors.DataError(f"{path} cannot be streamed: {stream_error(path, e, head=True)}") from None
     finally:
         if tf.io.gfile.exists(copy):
             tf.io.gfile.remove(copy)
@@ -314,3 +310,12 @@ def _open_rows(delimiter, width):
             lambda number, fields: join(number, fields), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     return open_rows
+
+
+def stream_error(source, error, head=False):
+    """The one-line message of a `CsvDataset` parse error (`tf.errors.InvalidArgumentError`)."""
+    reason = re.sub(r"^\{\{.*?\}\}\s*|\s*\[Op:.*$", "", error.message.strip().splitlines()[0]) or "a parse error"
+    where = "in its first rows" if head else f"reading {source}"
+    return (f"TensorFlow's CSV reader stops {where} ({reason}); quote whole fields only (\"say \"\"hi\"\"\", "
+            f"not say \"hi\"), give every row the chosen columns, or write the column to a .txt file "
+            f"(one row per line) to stream it")

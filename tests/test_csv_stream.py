@@ -137,3 +137,14 @@ def test_shards_read_their_own_files(tmp_path):
                                     shard=(2, i)).train) for i in (0, 1)]
     assert shards[0] == whole[:10] + whole[20:] and shards[1] == whole[10:20]
     assert all(re.match(r"Title \d+", t) for t in whole)
+
+
+def test_a_bad_row_past_the_head_stops_the_vocabulary_pass_with_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "HEAD_BYTES", 100)
+    path = tmp_path / "late.csv"
+    path.write_text("title,n\n" + "".join(f"t{i},{i}\n" for i in range(40)) + "short\nx,1\n")
+    config = training.TrainConfig(corpus=str(path), column="n", batch_size=4, units=8, memory_budget=0)
+    with pytest.raises(errors.DataError, match=r"TensorFlow's CSV reader stops reading .*late\.csv "
+                                               r"\(Expect 1 fields but have 0 in record\); ") as e:
+        training.prepare(config)
+    assert "\n" not in str(e.value)
