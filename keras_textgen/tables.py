@@ -200,15 +200,18 @@ def stream(files, ext, columns, header):
     delimiter = TABULAR[ext]
     if not columns:
         raise errors.ConfigError(f"{files.paths[0]} is a {ext[1:].upper()} file: name its text column with --column")
-    plans = [_plan(path, size, columns, delimiter, header) for path, size in zip(files.paths, files.sizes)]
-    plans = [p for p in plans if p is not None]
+    heads = [_plan(path, size, columns, delimiter, header) for path, size in zip(files.paths, files.sizes)]
+    heads = [h for h in heads if h is not None]
+    plans = [plan for plan, _ in heads]
     if not plans:
         raise errors.DataError(f"corpus {files.source!r} is empty: it has no non-blank lines")
     widths = {len(p[2]) for p in plans}
     if len(widths) > 1:
         raise errors.ConfigError(f"--column {','.join(columns)} names a different number of distinct columns "
                                  f"in the files of {files.source}; name them the same way in every file")
-    return _documents(plans, delimiter, widths.pop())
+    width = widths.pop()
+    _check_heads(heads, delimiter, width)
+    return _documents(plans, delimiter, width)
 
 
 def _documents(plans, delimiter, width):
@@ -220,7 +223,12 @@ def _documents(plans, delimiter, width):
 
 
 def _plan(path, size, columns, delimiter, header):
-    """`(path, skip, select_cols, order)` of one file from its head, checked; `None` for a file of no rows."""
+    """`(plan, (head, rows))` of one file, `None` for a file of no rows.
+
+    `plan` is `(path, skip, select_cols, order)` for `_open_rows`; `head` the
+    complete rows of the file's first `sources.HEAD_BYTES` (checked as text)
+    and `rows` their chosen text as `_read_table` reads it.
+    """
     if size == 0:
         return None
     head = sources.check_text(path, limit=sources.HEAD_BYTES)
@@ -243,15 +251,14 @@ def _plan(path, size, columns, delimiter, header):
                                    f"rows that long are not streamed")
         return None
     kept = "".join(lines[:ends[-1]])
-    blank = [any(f.strip() for f in row) for row in rows]
-    first = blank.index(True)
-    found, picked = _pick(path, [r for r, b in zip(rows, blank) if b], columns, header)
+    filled = [any(f.strip() for f in row) for row in rows]
+    first = filled.index(True)
+    found, picked = _pick(path, [r for r, f in zip(rows, filled) if f], columns, header)
     # CsvDataset skips empty lines but not those of blank fields (",,"), which Python's rows hold as [].
     skip = sum(1 for row in rows[:first] if row) + (1 if found else 0)
     selected = sorted(set(picked))
     plan = (path, skip, selected, [selected.index(i) for i in picked])
-    _check_head(path, kept, plan, columns, delimiter, found)
-    return plan
+    return plan, (kept, _read_table(path, kept, columns, delimiter, found))
 
 
 def _starts_with_bom(path):
@@ -259,30 +266,51 @@ def _starts_with_bom(path):
         return f.read(3) == b"\xef\xbb\xbf"
 
 
-def _check_head(path, text, plan, columns, delimiter, header):
-    """Reads the head's complete rows as the stream will and as `_read_table` does: they must give the same lines."""
+def _check_heads(heads, delimiter, width):
+    """Reads each head's complete rows as the stream will and as `_read_table` does: they must give the same lines.
+
+    All heads are read by one pipeline each way; only when they differ is
+    each file read alone, to name it.
+    """
     def lines(documents):
         train, _ = sources.split(documents, "lines", every=1 << 62)
         return [t.decode("utf-8", "replace") for t in train.as_numpy_iterator()]
 
-    expected = lines(sources.documents_from_texts(
-        ["\n".join(" ".join(NEWLINES.split(r)) for r in _read_table(path, text, columns, delimiter, header))],
-        "lines"))
-    copy = f"ram://keras-textgen-head-{uuid.uuid4().hex}/{os.path.basename(path)}"
+    folder = f"ram://keras-textgen-heads-{uuid.uuid4().hex}"
+    copies = [f"{folder}/{i}" for i in range(len(heads))]
     try:
-        with tf.io.gfile.GFile(copy, "wb") as f:
-            f.write((b"\xef\xbb\xbf" if _starts_with_bom(path) else b"") + text.encode("utf-8"))
-        got = lines(_documents([(copy,) + plan[1:]], delimiter, len(plan[2])))
-    except tf.errors.InvalidArgumentError as e:
-        raise errors.DataError(f"{path} cannot be streamed: {stream_error(path, e, head=True)}") from None
+        for copy, ((path, *_), (text, _)) in zip(copies, heads):
+            with tf.io.gfile.GFile(copy, "wb") as f:
+                f.write((b"\xef\xbb\xbf" if _starts_with_bom(path) else b"") + text.encode("utf-8"))
+
+        def same(which):
+            expected = lines(sources.documents_from_texts(
+                ["\n".join(" ".join(NEWLINES.split(r)) for r in heads[i][1][1]) for i in which], "lines"))
+            got = lines(_documents([(copies[i],) + heads[i][0][1:] for i in which], delimiter, width))
+            if got != expected:
+                at = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+                return (f"TensorFlow's CSV reader reads its row {at + 1} otherwise than Python's csv module; write "
+                        f"the column to a .txt file (one row per line) to stream it")
+            return None
+
+        try:
+            if same(range(len(heads))) is None:
+                return
+        except tf.errors.InvalidArgumentError:
+            pass
+        for i, ((path, *_), _) in enumerate(heads):
+            try:
+                why = same([i])
+            except tf.errors.InvalidArgumentError as e:
+                why = stream_error(path, e, head=True)
+            if why:
+                raise errors.DataError(f"{path} cannot be streamed: {why}")
+        raise errors.DataError("the CSV/TSV files cannot be streamed: TensorFlow's CSV reader reads their first rows "
+                               "otherwise than Python's csv module")
     finally:
-        if tf.io.gfile.exists(copy):
-            tf.io.gfile.remove(copy)
-    if got != expected:
-        at = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
-        raise errors.DataError(
-            f"{path} cannot be streamed: TensorFlow's CSV reader reads its row {at + 1} otherwise than Python's "
-            f"csv module; write the column to a .txt file (one row per line) to stream it")
+        for copy in copies:
+            if tf.io.gfile.exists(copy):
+                tf.io.gfile.remove(copy)
 
 
 def _open_rows(delimiter, width):

@@ -148,3 +148,12 @@ def test_a_bad_row_past_the_head_stops_the_vocabulary_pass_with_a_one_line_error
                                                r"\(Expect 1 fields but have 0 in record\); ") as e:
         training.prepare(config)
     assert "\n" not in str(e.value)
+
+
+def test_in_a_glob_the_file_csvdataset_cannot_read_is_named(tmp_path):
+    (tmp_path / "data").mkdir()
+    write_news(tmp_path / "data" / "a.csv", rows=12)
+    (tmp_path / "data" / "b.csv").write_text('label,title,description\n1,say "hi",x\n2,b,y\n')
+    with pytest.raises(errors.DataError, match=r"b\.csv cannot be streamed: TensorFlow's CSV reader stops in its "
+                                               r"first rows \(Unquoted fields cannot have quotes inside\)"):
+        ktg.corpus.load(str(tmp_path / "data" / "*.csv"), column="title", memory_budget=0)
