@@ -69,7 +69,8 @@ def test_headerless_csv_streams_by_number(tmp_path):
 
 def test_a_bom_blank_lines_and_crlf_row_ends(tmp_path):
     path = tmp_path / "bom.csv"
-    path.write_bytes(b"\xef\xbb\xbfone,1\r\n\r\ntwo,2\r\n,\r\n" + b"".join(b"row %d,%d\r\n" % (i, i) for i in range(12)))
+    rows = b"".join(b"row %d,%d\r\n" % (i, i) for i in range(12))
+    path.write_bytes(b"\xef\xbb\xbfone,1\r\n\r\ntwo,2\r\n,\r\n" + rows)
     train, validation = assert_same(path, column=1)
     assert train[:2] == ["one", "two"]
 
