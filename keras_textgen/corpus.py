@@ -8,8 +8,9 @@ Sources (the `source` string of `load` and of `keras-textgen --corpus`):
   `.tsv` and `.jsonl` need `column=` (one name or several, joined by a space;
   in a CSV/TSV also a 1-based number, with or without a header row).
 * a glob (`"data/*.txt"`) or a directory: its files, one corpus; any of
-  these on a `tf.io.gfile` file system (`gs://...`). Text files over the
-  memory budget are streamed from storage (`keras_textgen.sources`).
+  these on a `tf.io.gfile` file system (`gs://...`). Text and CSV/TSV
+  files over the memory budget are streamed from storage
+  (`keras_textgen.sources`, `keras_textgen.tables.stream`).
 * `"tfds:NAME[:FEATURE]"`: a TensorFlow Datasets dataset, e.g.
   `"tfds:ag_news_subset:title"` or `"tfds:tiny_shakespeare"`.
 
@@ -42,7 +43,8 @@ TFDS_DEFAULTS = {
 # make_dataset); larger ones stream from their files each pass. Memory trades against reading and
 # encoding the text again every epoch (cheap next to training an LSTM on it).
 MEMORY_BUDGET = 32_000_000
-# CSV/TSV/JSONL files are parsed in Python (quoting, header detection, JSON), so in memory: up to this size.
+# JSONL files are parsed in Python (JSON), so in memory: up to this size. CSV/TSV files over the memory
+# budget, or over this size, are streamed (`tables.stream`).
 TABLE_LIMIT = 256_000_000
 
 
@@ -108,9 +110,10 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
         header: CSV/TSV only: whether the first row names the columns;
             `None` detects it (a named column found there, or a numeric
             column whose first cell is not a number, means a header).
-        memory_budget: bytes: text files up to this total are read into
-            memory, larger ones are streamed (`MEMORY_BUDGET` when `None`).
-        shard: `(n, i)`: a text file source's training split reads only
+        memory_budget: bytes: text and CSV/TSV files up to this total are
+            read into memory, larger ones are streamed (`MEMORY_BUDGET` when
+            `None`; CSV/TSV also past `TABLE_LIMIT`, JSONL never).
+        shard: `(n, i)`: a streamed source's training split reads only
             its files `i, i + n, ...` (sorted), as worker `i` of `n` does.
 
     Returns:
@@ -191,6 +194,16 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget,
         if len(exts) > 1:
             raise errors.ConfigError(f"{source} mixes {', '.join(exts)} files; a corpus of CSV/TSV/JSONL files "
                                      f"has one kind")
+        if exts[0] in TABULAR and files.total_bytes > min(memory_budget, TABLE_LIMIT):
+            if mode != "lines":
+                raise errors.ConfigError(
+                    f"{source} is {files.total_bytes / 1e6:,.1f} MB, over the memory budget, so streamed, and a "
+                    f"streamed {exts[0]} corpus is read in lines mode only (its held-out end in chunks mode needs "
+                    f"its joined size): use --mode lines, or a larger --memory-budget")
+            documents = tables.stream(files, exts[0], columns, header)
+            train, validation = sources.split(documents, mode, max(2, round(1.0 / validation_fraction)), shard)
+            return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, streamed=True,
+                          files=tuple(files.paths), size_bytes=files.total_bytes)
         if files.total_bytes > TABLE_LIMIT:
             raise errors.DataError(
                 f"{source} is {files.total_bytes / 1e6:,.0f} MB; {exts[0]} files are parsed in memory up to "

@@ -34,6 +34,7 @@ from keras_textgen import schedules
 from keras_textgen import sizing
 from keras_textgen import steps as steps_lib
 from keras_textgen import stopping
+from keras_textgen import tables
 from keras_textgen import threads
 from keras_textgen import vocab as vocab_lib
 from keras_textgen.vocab import Vocabulary
@@ -109,9 +110,15 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
     corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
                              data_dir=config.data_dir, manual_dir=config.manual_dir, memory_budget=budget)
     progress = VocabularyProgress(corpus.size_bytes, print_fn or (lambda *_: None)) if corpus.streamed else None
-    counts = vocab_lib.count(corpus.train, level=config.level, lowercase=config.lowercase,
-                             batch_size=4 if corpus.mode == "chunks" else 1024,  # a chunks piece is up to a block (1 MB)
-                             progress=progress)
+    try:
+        counts = vocab_lib.count(corpus.train, level=config.level, lowercase=config.lowercase,
+                                 batch_size=4 if corpus.mode == "chunks" else 1024,  # a chunks piece: up to 1 MB
+                                 progress=progress)
+    except tf.errors.InvalidArgumentError as e:
+        if not (corpus.streamed and corpus.files and corpus.files[0].lower().endswith(tuple(corpus_lib.TABULAR))):
+            raise
+        # The pass parses every row of a streamed CSV/TSV: a row CsvDataset cannot read stops it here, before training.
+        raise errors.DataError(tables.stream_error(corpus.source, e)) from None
     tokens = counts.total
     min_frequency, max_tokens = sizing.vocabulary_settings(tokens, config.level)
     vocab = Vocabulary.from_counts(counts.tokens, level=config.level,
@@ -167,8 +174,8 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
         # sharding is turned off. Otherwise each worker takes every n-th batch of the whole stream.
         # Validation is sharded by data.
         train_ds = data_lib.make_dataset(
-            corpus_lib.load(config.corpus, mode=config.mode, memory_budget=budget,
-                            shard=(workers, distribute.worker_index(config))).train,
+            corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
+                            memory_budget=budget, shard=(workers, distribute.worker_index(config))).train,
             repeat=repeat, drop_remainder=drop, **common)
         train_options = tf.data.Options()
         train_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
