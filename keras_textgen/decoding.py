@@ -46,7 +46,7 @@ class Decoder:
         self.one_hot = one_hot
         self.gates = [lstm_lib.gate_weights(layer.cell, one_hot and n == 0)
                       if isinstance(layer, keras.layers.LSTM) else None for n, layer in enumerate(self.layers)]
-        self.state_sizes = [len(shapes) for shapes in state_shapes(self.layers)]
+        self.state_shapes = state_shapes(self.layers)
         self.units = self.layers[-1].cell.units
         bias = head.bias if head.use_bias else 0.0
         ban = banned_bias(head.units) if banned else 0.0
@@ -60,8 +60,8 @@ class Decoder:
         """Int32 tokens `[batch]` and the flat states -> `(last layer's output, new states)`."""
         x = tokens if self.gates[0] is not None and self.one_hot else self.encoding(tokens)
         states, new_states = list(states), []
-        for layer, gates, n in zip(self.layers, self.gates, self.state_sizes):
-            layer_states, states = states[:n], states[n:]
+        for layer, gates, shapes in zip(self.layers, self.gates, self.state_shapes):
+            layer_states, states = states[:len(shapes)], states[len(shapes):]
             if gates is not None:
                 x, c = lstm_lib.step_gates(layer.cell, gates, lstm_lib.project_gates(gates, x), *layer_states)
                 new_states += [x, c]
@@ -75,15 +75,15 @@ class Decoder:
         x, new_states = self.cells(tokens, states)
         return self.head(x), new_states
 
-    def initial_state(self, batch_size):
-        """Zero states: a flat list, `[h, c]` per LSTM layer (`[h]` per GRU layer)."""
-        return [tf.zeros([batch_size, layer.cell.units])
-                for layer, n in zip(self.layers, self.state_sizes) for _ in range(n)]
-
 
 def state_shapes(layers):
     """The states of each recurrent layer: `[units, units]` (h, c) for an LSTM, `[units]` for a GRU."""
     return [[layer.units] * (2 if isinstance(layer, keras.layers.LSTM) else 1) for layer in layers]
+
+
+def zero_states(shapes, batch_size):
+    """Zero states for `state_shapes`: a flat list, `[h, c]` per LSTM layer (`[h]` per GRU layer)."""
+    return [tf.zeros([batch_size, units]) for layer_shapes in shapes for units in layer_shapes]
 
 
 def banned_bias(vocab_size):
@@ -114,7 +114,7 @@ def prime(decoder, ids, lengths, unroll=1):
         return t + unroll, x, states
 
     _, x, states = tf.while_loop(lambda t, *_: t < steps, body,
-                                 (tf.constant(0), tf.zeros([batch, decoder.units]), decoder.initial_state(batch)),
+                                 (tf.constant(0), tf.zeros([batch, decoder.units]), zero_states(decoder.state_shapes, batch)),
                                  parallel_iterations=1)
     return decoder.head(x), states
 

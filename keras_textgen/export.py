@@ -241,9 +241,10 @@ class LiteModule(tf.Module):
         def prime(tokens, *states):
             steps = tf.shape(tokens)[1]
             logits = tf.zeros([tf.shape(tokens)[0], gen.vocab_size])
+            decoder = gen.decoder()  # its weights laid out once, outside the loop
 
             def body(t, logits, states):
-                new_logits, new_states = gen.step(tokens[:, t], list(states))
+                new_logits, new_states = decoder.step(tokens[:, t], list(states))
                 keep = tf.not_equal(tokens[:, t], vocab_lib.PAD_ID)[:, None]
                 states = [tf.where(keep, n, o) for n, o in zip(new_states, states)]
                 return t + 1, tf.where(keep, new_logits, logits), states

@@ -89,7 +89,7 @@ class TextGenerator(tf.Module):
 
     def initial_state(self, batch_size):
         """Zero states: a flat list, `[h, c]` per LSTM layer (`[h]` per GRU layer)."""
-        return self.decoder().initial_state(batch_size)
+        return decoding.zero_states(self.state_shapes, batch_size)
 
     def step(self, tokens, states):
         """One token per row -> next-token logits and the new states.
