@@ -63,43 +63,47 @@ def _check_tf_config():
         raise errors.ConfigError(f"TF_CONFIG task {task!r} is not in its cluster {sorted(cluster)}")
 
 
+def _task():
+    """`(task type, task index, cluster)` of `TF_CONFIG`, or `None` when it is unreadable (`get_strategy` says why)."""
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
+        return task.get("type", "worker"), int(task.get("index", 0)), dict(cluster)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def workers(config):
     """Processes of the run: the chief and workers of `TF_CONFIG` under `multi-worker`, else 1."""
-    if config.strategy != "multi-worker":
+    task = _task() if config.strategy == "multi-worker" else None
+    if task is None:
         return 1
     try:
-        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
-        return max(1, sum(len(cluster.get(kind) or []) for kind in ("chief", "worker")))
-    except (ValueError, TypeError, AttributeError):
+        return max(1, sum(len(task[2].get(kind) or []) for kind in ("chief", "worker")))
+    except TypeError:
         return 1
 
 
 def worker_index(config):
     """This process's place among `workers(config)`: the chief first, then the workers in order."""
-    if config.strategy != "multi-worker":
+    task = _task() if config.strategy == "multi-worker" else None
+    if task is None or task[0] == "chief":
         return 0
-    try:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
-        if task.get("type") == "chief":
-            return 0
-        return int(task.get("index", 0)) + (1 if cluster.get("chief") else 0)
-    except (ValueError, TypeError, AttributeError):
-        return 0
+    kind, index, cluster = task
+    return index + (1 if cluster.get("chief") else 0)
 
 
 def writes_model_dir(config):
     """Whether this process writes the model directory: all but the non-chief workers of a multi-worker run."""
     if config.strategy != "multi-worker":
         return True
-    try:
-        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-        task, cluster = tf_config.get("task", {}), tf_config.get("cluster", {})
-        if "chief" in cluster:
-            return task.get("type") == "chief"
-        return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0
-    except (ValueError, TypeError, AttributeError):
+    task = _task()
+    if task is None:
         return True  # get_strategy reports a broken TF_CONFIG
+    kind, index, cluster = task
+    if "chief" in cluster:
+        return kind == "chief"
+    return kind == "worker" and index == 0
 
 
 def check_replicas(config, replicas):
