@@ -271,10 +271,6 @@ def cmd_generate(args):
     return 0
 
 
-def _budget_bytes(megabytes):
-    return None if megabytes is None else megabytes * 1e6
-
-
 def cmd_evaluate(args):
     from keras_textgen import artifacts, corpus as corpus_lib, data, errors, model as model_lib
 
@@ -291,7 +287,7 @@ def cmd_evaluate(args):
     try:
         corpus = corpus_lib.load(option("corpus"), mode=args.mode or config.get("mode"), column=option("column"),
                                  header=option("header"), data_dir=option("data_dir"),
-                                 manual_dir=option("manual_dir"), memory_budget=_budget_bytes(option("memory_budget")))
+                                 manual_dir=option("manual_dir"), memory_budget=corpus_lib.budget_bytes(option("memory_budget")))
     except errors.DataError as e:
         if args.corpus is None:
             raise errors.DataError(f"{e} (the corpus recorded in {artifacts.path(args.model, artifacts.CONFIG_FILE)}"

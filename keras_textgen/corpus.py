@@ -145,6 +145,11 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
                       MEMORY_BUDGET if memory_budget is None else memory_budget, shard)
 
 
+def budget_bytes(megabytes):
+    """`--memory-budget` (MB, or `None` for the default) as `load`'s `memory_budget` (bytes, or `None`)."""
+    return None if megabytes is None else megabytes * 1e6
+
+
 def texts_of(dataset):
     """The text of a corpus split: a dataset of strings, whichever form its elements have.
 
@@ -159,11 +164,16 @@ def texts_of(dataset):
 def _from_documents(name, source, documents, mode, validation_fraction, **fields):
     """Splits in-memory documents into train/validation datasets, with the streamed path's transforms."""
     _check_documents(source, documents, mode)
-    # Every k-th line is held out; a short corpus still gets one validation line.
-    every = max(2, min(round(1.0 / validation_fraction), sum(_count_lines(d) for d in documents)))
+    every = _every(validation_fraction, sum(_count_lines(d) for d in documents))
     documents = sources.documents_from_texts([d for d in documents if d.strip()], mode, validation_fraction)
     train, validation = sources.split(documents, mode, every=every)
     return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, **fields)
+
+
+def _every(validation_fraction, lines=None):
+    """Every how many lines one is held out; with the corpus's `lines` known, a short corpus still gets one."""
+    every = max(2, round(1.0 / validation_fraction))
+    return every if lines is None else max(2, min(every, lines))
 
 
 def _count_lines(text):
@@ -201,7 +211,7 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget,
                     f"streamed {exts[0]} corpus is read in lines mode only (its held-out end in chunks mode needs "
                     f"its joined size): use --mode lines, or a larger --memory-budget")
             documents = tables.stream(files, exts[0], columns, header)
-            train, validation = sources.split(documents, mode, max(2, round(1.0 / validation_fraction)), shard)
+            train, validation = sources.split(documents, mode, _every(validation_fraction), shard)
             return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, streamed=True,
                           files=tuple(files.paths), size_bytes=files.total_bytes)
         if files.total_bytes > TABLE_LIMIT:
@@ -219,12 +229,12 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget,
     # Files are read by the same graph ops whatever their size; within the memory budget they are first
     # checked whole (and make_dataset caches their encoded text), beyond it only their heads are.
     streamed = files.total_bytes > memory_budget
-    every = max(2, round(1.0 / validation_fraction))
+    every = _every(validation_fraction)
     if not streamed:
         texts = [sources.check_text(path) for path in files.paths]
         _check_documents(source, texts, mode)
-        if mode == "lines":  # a short corpus still gets one validation line
-            every = max(2, min(every, sum(_count_lines(t) for t in texts)))
+        if mode == "lines":
+            every = _every(validation_fraction, sum(_count_lines(t) for t in texts))
     else:
         for path in files.paths:
             sources.check_text(path, limit=sources.HEAD_BYTES)
@@ -312,7 +322,7 @@ def _load_tfds(source, mode, validation_fraction, data_dir, manual_dir):
         return ds
 
     if val_split is None:
-        every = max(2, round(1.0 / validation_fraction))
+        every = _every(validation_fraction)
         full = texts("train").enumerate()
         train = full.filter(lambda i, t: i % every != every - 1).map(lambda i, t: t)
         validation = full.filter(lambda i, t: i % every == every - 1).map(lambda i, t: t)

@@ -20,6 +20,7 @@ import math
 
 import tensorflow as tf
 
+from keras_textgen import corpus as corpus_lib
 from keras_textgen import errors
 from keras_textgen import vocab as vocab_lib
 from keras_textgen.config import DEFAULT_MAX_LENGTH  # noqa: F401  (one copy, importable without TensorFlow)
@@ -84,8 +85,8 @@ def make_dataset(texts, vocab, mode="lines", batch_size=64, seq_len=100, max_len
         raise errors.ConfigError(f"max_length must be at least 2, got {max_length}")
     if not isinstance(texts, tf.data.Dataset):
         texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
-    if mode == "lines" and isinstance(texts.element_spec, tuple):
-        texts = texts.map(lambda text, *_: text)
+    if mode == "lines":
+        texts = corpus_lib.texts_of(texts)
     batch_size = int(batch_size)
     if mode == "lines":
         ds = lines_batches(texts, vocab, batch_size, max_length=int(max_length), shuffle=shuffle, bucket=bucket,

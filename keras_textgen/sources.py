@@ -46,8 +46,8 @@ from keras_textgen import errors
 BLOCK_BYTES = 1 << 20
 # Bytes of each file checked in Python (NUL bytes, UTF-8) when the corpus is streamed.
 HEAD_BYTES = 1 << 20
-# Trailing white space of a line (Python's str.isspace set, which RE2's \s does not cover).
-_TRIM = r"[\s\x0b\x1c-\x1f\x{85}\pZ]+$"
+# One white-space character as Python's str.isspace / str.strip see it (RE2's \s does not cover them all).
+SPACE = r"[\s\x0b\x1c-\x1f\x{85}\pZ]"
 
 
 @dataclasses.dataclass
@@ -264,7 +264,7 @@ def _whole_lines(blocks):
 
 def _clean_lines(lines):
     """Lines -> the non-blank ones, trailing white space removed."""
-    lines = tf.strings.regex_replace(lines, _TRIM, "")
+    lines = tf.strings.regex_replace(lines, SPACE + "+$", "")
     return tf.boolean_mask(lines, tf.strings.length(lines) > 0)
 
 

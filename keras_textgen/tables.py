@@ -172,8 +172,6 @@ def _read_jsonl(path, text, columns):
 # -- streamed CSV/TSV ---------------------------------------------------------------------------
 # Rows per element of a streamed table (joined into one piece of lines).
 STREAM_ROWS = 1024
-# White space as Python's str.strip removes it (RE2's \s does not cover it all).
-_SPACE = r"[\s\x0b\x1c-\x1f\x{85}\pZ]"
 
 
 def stream(files, ext, columns, header):
@@ -329,7 +327,7 @@ def _open_rows(delimiter, width):
                                                                    tf.equal(tf.range(tf.shape(fields)[0]), 0)))
             fields = tf.concat([tf.expand_dims(tf.where(at_start, tf.strings.regex_replace(
                 fields[:, 0], "^\ufeff", ""), fields[:, 0]), 1), fields[:, 1:]], axis=1)
-            fields = tf.strings.regex_replace(tf.gather(fields, order, axis=1), f"^{_SPACE}+|{_SPACE}+$", "")
+            fields = tf.strings.regex_replace(tf.gather(fields, order, axis=1), f"^{sources.SPACE}+|{sources.SPACE}+$", "")
             rows = tf.strings.reduce_join(tf.ragged.boolean_mask(fields, tf.strings.length(fields) > 0), axis=1,
                                           separator=" ")
             rows = tf.strings.regex_replace(rows, r"\r\n|\r|\n", " ")

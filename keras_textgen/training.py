@@ -106,7 +106,7 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
         The training dataset repeats when `steps_per_epoch` or `validate_every` is set, and for a
         streamed corpus, whose epoch is then one pass as the vocabulary pass counted it.
     """
-    budget = None if config.memory_budget is None else config.memory_budget * 1e6
+    budget = corpus_lib.budget_bytes(config.memory_budget)
     corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
                              data_dir=config.data_dir, manual_dir=config.manual_dir, memory_budget=budget)
     progress = VocabularyProgress(corpus.size_bytes, print_fn or (lambda *_: None)) if corpus.streamed else None

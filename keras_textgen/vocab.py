@@ -240,8 +240,7 @@ class Vocabulary:
         >>> vocab.tokens[:3]
         ['e', 'h', 'l']
         """
-        if level not in LEVELS:
-            raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
+        _check_settings(level, max_tokens, min_frequency)  # before the pass over the text, not after it
         counts = count(texts, level=level, lowercase=lowercase, batch_size=batch_size)
         return cls.from_counts(counts.tokens, level=level, max_tokens=max_tokens, min_frequency=min_frequency,
                                lowercase=lowercase)
@@ -249,12 +248,7 @@ class Vocabulary:
     @classmethod
     def from_counts(cls, counter, level="char", max_tokens=None, min_frequency=1, lowercase=False):
         """The vocabulary of a token -> count mapping (from `count`), with `adapt`'s rules."""
-        if level not in LEVELS:
-            raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
-        if max_tokens is not None and max_tokens < 1:
-            raise errors.ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
-        if min_frequency < 1:
-            raise errors.ConfigError(f"min_frequency must be >= 1, got {min_frequency}")
+        _check_settings(level, max_tokens, min_frequency)
         counter = collections.Counter(counter)
         for reserved in (PAD_TOKEN, OOV_TOKEN, EOS_TOKEN):
             counter.pop(reserved, None)
@@ -312,6 +306,15 @@ class Vocabulary:
             raise errors.ArtifactError(f"vocabulary file not found: {path}") from None
         except (ValueError, KeyError, TypeError, errors.KerasTextgenError) as e:
             raise errors.ArtifactError(f"{path} is not a valid keras_textgen vocabulary ({e})") from None
+
+
+def _check_settings(level, max_tokens, min_frequency):
+    if level not in LEVELS:
+        raise errors.ConfigError(f"level must be one of {LEVELS}, got {level!r}")
+    if max_tokens is not None and max_tokens < 1:
+        raise errors.ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
+    if min_frequency < 1:
+        raise errors.ConfigError(f"min_frequency must be >= 1, got {min_frequency}")
 
 
 class Counts(typing.NamedTuple):
