@@ -244,6 +244,20 @@ def is_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def new_results(module, argv):
+    """The head of a `python -m bench.<part>` run's results: its date, its command line, the machine and the code."""
+    from bench import config
+
+    argv = sys.argv[1:] if argv is None else argv
+    return {"date": today(), "command": " ".join(["python", "-m", module, *argv]),
+            "meta": {"machine": machine_info(), "code": source_revision(config.ROOT)}}
+
+
+def results_stem(out_dir, name, results, kind, smoke):
+    """`OUT_DIR/NAME`, by default `OUT_DIR/<date>-<kind>` (`-smoke` added for a smoke run)."""
+    return os.path.join(out_dir, name or f"{results['date']}-{kind}" + ("-smoke" if smoke else ""))
+
+
 def write_results(stem, results, markdown):
     """Writes `stem.json` and `stem.md` (`markdown(results)`), and prints the Markdown."""
     os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)

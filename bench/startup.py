@@ -161,15 +161,12 @@ def main(argv=None):
     p.add_argument("--smoke", action="store_true", help="a tiny model and one repeat, for tests")
     p.add_argument("--name", default=None, help="file name stem of the results (default: DATE-startup)")
     args = p.parse_args(argv)
-    date = time.strftime("%Y-%m-%d")
-    results = {"date": date, "command": "python -m bench.startup " + " ".join(argv or sys.argv[1:]),
-               "meta": {"machine": measure.machine_info(), "code": measure.source_revision(config.ROOT)}}
+    results = measure.new_results("bench.startup", argv)
     with tempfile.TemporaryDirectory(prefix="ktg-startup-") as folder:
         results.update(run(folder, 1 if args.smoke else args.repeats, smoke=args.smoke))
     results["targets"] = targets(results)
-    os.makedirs(args.out_dir, exist_ok=True)
-    stem = os.path.join(args.out_dir, args.name or f"{date}-startup" + ("-smoke" if args.smoke else ""))
-    measure.write_results(stem, results, markdown)
+    measure.write_results(measure.results_stem(args.out_dir, args.name, results, "startup", args.smoke), results,
+                          markdown)
 
 
 if __name__ == "__main__":

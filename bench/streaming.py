@@ -208,16 +208,13 @@ def main(argv=None):
     p.add_argument("--name", default=None, help="file name stem of the results (default: DATE-streaming)")
     args = p.parse_args(argv)
     sizes, steps = ([2.0], 6) if args.smoke else (args.sizes_mb, args.steps)
-    date = time.strftime("%Y-%m-%d")
-    results = {"date": date, "command": "python -m bench.streaming " + " ".join(argv),
-               "meta": {"machine": measure.machine_info(), "code": measure.source_revision(config.ROOT)}}
+    results = measure.new_results("bench.streaming", argv)
     with tempfile.TemporaryDirectory(prefix="ktg-streaming-", dir=args.tmp) as folder:
         before = checkout(args.before, folder) if args.before else None
         results.update(run(folder, sizes, steps, smoke=args.smoke, before=before))
     results["targets"] = targets(results)
-    os.makedirs(args.out_dir, exist_ok=True)
-    stem = os.path.join(args.out_dir, args.name or f"{date}-streaming" + ("-smoke" if args.smoke else ""))
-    measure.write_results(stem, results, markdown)
+    measure.write_results(measure.results_stem(args.out_dir, args.name, results, "streaming", args.smoke), results,
+                          markdown)
 
 
 if __name__ == "__main__":
