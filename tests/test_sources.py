@@ -240,15 +240,19 @@ def test_a_corpus_over_the_memory_budget_streams_in_bounded_memory(tmp_path, mod
     for mb in (10, 40):
         path = tmp_path / f"{mb}.txt"
         path.write_text(line * (mb * 1_000_000 // len(line)))
+        # Two malloc arenas: with glibc's default (8 per core) the freed megabyte blocks of tf.data's threads
+        # scatter over arenas, and the process grows with how the threads happened to be scheduled.
         out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), mode], capture_output=True, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MALLOC_ARENA_MAX": "2"}, timeout=600)
         assert out.returncode == 0, out.stderr[-3000:]
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result["streamed"] and result["bytes"] > 0.85 * mb * 1e6 and result["batches"] > 100 * mb
         grew[mb] = result["grew_mb"]
-    # 4x the text, not 4x the memory: held in memory, the 30 MB more would add 240 MB of windows. The margin is
-    # the noise of thread pools and allocator caches between runs (80 MB grew it 142 MB where 10 MB grew 112).
-    assert grew[40] < grew[10] + 60 and grew[40] < 200, grew
+    # 4x the text, not 4x the memory. Held in memory (cached windows, 8 bytes a character), the 30 MB more add
+    # about 340 MB (10 MB grew 217, 40 MB 562). Streamed, what grows is tf.data's autotuned buffers of megabyte
+    # blocks: they ramp up over the first few thousand batches, then level off (near 160-190 MB), so the 40 MB
+    # pass may still add a few tens of MB over the 10 MB one, more on a loaded host.
+    assert grew[40] < grew[10] + 150 and grew[40] < 300, grew
 
 
 def test_a_table_over_its_limit_is_a_one_line_error(tmp_path, monkeypatch):
