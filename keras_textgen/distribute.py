@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from keras_textgen import errors
@@ -91,6 +92,33 @@ def worker_index(config):
         return 0
     kind, index, cluster = task
     return index + (1 if cluster.get("chief") else 0)
+
+
+def all_gather_bytes(strategy, payload, workers, index):
+    """Every worker's `payload` (bytes), in worker order, on every worker of a multi-worker `strategy`.
+
+    Collectives add numbers, so each worker writes its bytes into its own
+    row of a zero matrix and the rows are summed (`Strategy.reduce`):
+    one all-reduce for the lengths, one for the bytes (4 to an int64 word,
+    so that the sum over a worker's local replicas cannot overflow). Every
+    worker must call it at the same point of the run, as any collective.
+
+    Example (each of 2 workers): `all_gather_bytes(strategy, b"mine", 2, worker_index(config))`
+    gives `[worker 0's bytes, worker 1's bytes]`.
+    """
+    local = max(1, strategy.num_replicas_in_sync // workers)  # each local replica adds the worker's row once
+
+    def summed(rows):
+        return strategy.reduce("SUM", strategy.run(lambda: tf.identity(rows)), axis=None)
+
+    lengths = np.zeros([workers], np.int64)
+    lengths[index] = len(payload)
+    lengths = summed(tf.constant(lengths)).numpy() // local
+    words = -(-int(lengths.max()) // 4)
+    rows = np.zeros([workers, words], np.int64)
+    rows[index] = np.frombuffer(payload.ljust(4 * words, b"\0"), np.uint32)
+    rows = (summed(tf.constant(rows)).numpy() // local).astype(np.uint32)
+    return [rows[w].tobytes()[:lengths[w]] for w in range(workers)]
 
 
 def writes_model_dir(config):

@@ -85,7 +85,7 @@ class Prepared(typing.NamedTuple):
     pass_steps: int  # training batches in one pass over the data
 
 
-def prepare(config, replicas=1, workers=1, print_fn=None):
+def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
     """Loads the corpus, fills the settings left to the corpus's size, adapts the vocabulary, builds datasets.
 
     Args:
@@ -96,10 +96,12 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
             partial training batches are dropped when `replicas > 1` so every
             replica gets an equal share.
         workers: processes of a multi-worker run: a streamed corpus of at
-            least as many files is sharded by file (each worker trains on
-            its own files), anything else by data.
+            least as many files is sharded by file (each worker counts and
+            trains on its own files only), anything else by data.
         print_fn: where a streamed corpus's vocabulary pass reports its
             progress (`None`: silent).
+        strategy: the run's `tf.distribute` strategy: a corpus sharded by
+            file merges the workers' token counts through its collectives.
 
     Returns:
         A `Prepared`: `(corpus, vocab, train_ds, val_ds, config, tokens, pass_steps)`.
@@ -109,9 +111,20 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
     budget = corpus_lib.budget_bytes(config.memory_budget)
     corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
                              data_dir=config.data_dir, manual_dir=config.manual_dir, memory_budget=budget)
-    progress = VocabularyProgress(corpus.size_bytes, print_fn or (lambda *_: None)) if corpus.streamed else None
+    # A multi-worker run on a streamed corpus of enough files shards it by file: each worker reads only its own
+    # files, for the vocabulary pass as for training (tf.data's AutoShardPolicy.FILE cannot see the files
+    # through the Dataset.random of lines mode or the scan of chunks mode). Otherwise each worker takes every
+    # n-th batch of the whole stream (AutoShardPolicy.DATA). Validation is sharded by data.
+    by_file = corpus.streamed and workers > 1 and len(corpus.files) >= workers
+    train_texts, size = corpus.train, corpus.size_bytes
+    if by_file:
+        index = distribute.worker_index(config)
+        train_texts = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
+                                      memory_budget=budget, shard=(workers, index)).train
+        size = sum(tf.io.gfile.stat(name).length for name in corpus.files[index::workers])
+    progress = VocabularyProgress(size, print_fn or (lambda *_: None)) if corpus.streamed else None
     try:
-        counts = vocab_lib.count(corpus.train, level=config.level, lowercase=config.lowercase,
+        counts = vocab_lib.count(train_texts, level=config.level, lowercase=config.lowercase,
                                  batch_size=4 if corpus.mode == "chunks" else 1024,  # a chunks piece: up to 1 MB
                                  progress=progress)
     except tf.errors.InvalidArgumentError as e:
@@ -119,6 +132,9 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
             raise
         # The pass parses every row of a streamed CSV/TSV: a row CsvDataset cannot read stops it here, before training.
         raise errors.DataError(tables.stream_error(corpus.source, e)) from None
+    if by_file:  # every worker gets the same counts, so the same vocabulary and steps per epoch
+        counts = vocab_lib.Counts.merge(vocab_lib.Counts.from_bytes(part) for part in distribute.all_gather_bytes(
+            strategy, counts.to_bytes(), workers, index))
     tokens = counts.total
     min_frequency, max_tokens = sizing.vocabulary_settings(tokens, config.level)
     vocab = Vocabulary.from_counts(counts.tokens, level=config.level,
@@ -133,7 +149,7 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
                   max_length=config.max_line_length, seed=config.seed, cache=not corpus.streamed)
     drop = replicas > 1 or config.strategy == "tpu"
     # A dataset that may be empty is never repeated: it would loop without end looking for an element.
-    twin = data_lib.make_dataset(corpus.train, shuffle=False, drop_remainder=drop, **{**common, "cache": False})
+    twin = data_lib.make_dataset(train_texts, shuffle=False, drop_remainder=drop, **{**common, "cache": False})
     has_examples = {"training": any(True for _ in twin.take(1))}
     val_ds = data_lib.make_dataset(corpus.validation, shuffle=False, drop_remainder=drop, **common)
     if corpus.streamed:
@@ -156,7 +172,7 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
         config = dataclasses.replace(config, steps_per_epoch=max(1, _batches(counts, corpus.mode, config,
                                                                              global_batch, drop)))
     repeat = config.steps_per_epoch is not None or config.validate_every is not None
-    train_ds = data_lib.make_dataset(corpus.train, repeat=repeat, drop_remainder=drop, **common)
+    train_ds = data_lib.make_dataset(train_texts, repeat=repeat, drop_remainder=drop, **common)
     if repeat:
         pass_steps = config.steps_per_epoch or (
             _batches(counts, corpus.mode, config, global_batch, drop) if corpus.streamed
@@ -167,16 +183,7 @@ def prepare(config, replicas=1, workers=1, print_fn=None):
     by_data = tf.data.Options()
     by_data.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_options = by_data
-    if corpus.streamed and workers > 1 and len(corpus.files) >= workers:
-        # A multi-worker run trains on a streamed corpus of enough files file by file: each worker reads
-        # only its own files. The files are sharded here (tf.data's AutoShardPolicy.FILE cannot see the
-        # files through the Dataset.random of lines mode or the scan of chunks mode) and tf.data's
-        # sharding is turned off. Otherwise each worker takes every n-th batch of the whole stream.
-        # Validation is sharded by data.
-        train_ds = data_lib.make_dataset(
-            corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
-                            memory_budget=budget, shard=(workers, distribute.worker_index(config))).train,
-            repeat=repeat, drop_remainder=drop, **common)
+    if by_file:  # the files are sharded above: tf.data's sharding is off
         train_options = tf.data.Options()
         train_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return Prepared(corpus, vocab, train_ds.with_options(train_options), val_ds.with_options(by_data), config, tokens,
@@ -325,7 +332,8 @@ def _train(config, model_dir, print_fn, verbose):
                  "--epochs and --patience end the run")
         config = dataclasses.replace(config, time_budget=None)
     corpus, vocab, train_ds, val_ds, config, tokens, pass_steps = prepare(
-        config, replicas=strategy.num_replicas_in_sync, workers=distribute.workers(config), print_fn=print_fn)
+        config, replicas=strategy.num_replicas_in_sync, workers=distribute.workers(config), print_fn=print_fn,
+        strategy=strategy)
     fit_epochs, fit_steps = evaluation_plan(config, pass_steps)
     state = backup.read_state(backup_dir) if resuming else None
     steps_per_execution = steps_lib.for_run(config, fit_steps or pass_steps, state)

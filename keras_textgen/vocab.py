@@ -326,6 +326,28 @@ class Counts(typing.NamedTuple):
     documents: int  # documents started: texts, or for `(piece, starts)` pairs the pieces that start one
     bytes: int  # UTF-8 bytes read
 
+    def to_bytes(self):
+        """The counts as JSON bytes (for `from_bytes` in another process)."""
+        return json.dumps([sorted(self.tokens.items()), self.total, self.texts, self.documents, self.bytes]).encode()
+
+    @classmethod
+    def from_bytes(cls, payload):
+        tokens, *totals = json.loads(payload)
+        return cls(collections.Counter(dict(tokens)), *totals)
+
+    @classmethod
+    def merge(cls, parts):
+        """One `Counts` for several passes over disjoint texts (e.g. each worker's files): everything added.
+
+        >>> Counts.merge([count(["ab"]), count(["b"])]).tokens
+        Counter({'b': 2, 'a': 1})
+        """
+        parts, tokens = list(parts), collections.Counter()
+        for part in parts:
+            tokens.update(part.tokens)
+        return cls(tokens, *(sum(getattr(part, field) for part in parts)
+                             for field in ("total", "texts", "documents", "bytes")))
+
 
 def count(texts, level="char", lowercase=False, batch_size=1024, progress=None):
     """Counts the tokens of a dataset of strings in one streaming pass of graph ops.

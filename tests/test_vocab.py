@@ -160,3 +160,11 @@ def test_a_word_continuation_follows_its_prompt_with_a_space_between_words(promp
     assert prompt + graph == joined
     assert lite.continuation_after(prompt, text, "word") == graph  # the device client joins alike
     assert vocab_lib.continuation_after(tf.constant([prompt]), tf.constant([text]), "char")[0].numpy().decode() == text
+
+
+def test_counts_of_disjoint_texts_merge_into_the_counts_of_all_and_travel_as_bytes():
+    """What a multi-worker run does with each worker's vocabulary pass: bytes between processes, then merged."""
+    parts = [["héllo wörld", "ab"], ["日本語 ab", ""], ["\U0001F600 x"]]
+    merged = vocab_lib.Counts.merge(vocab_lib.Counts.from_bytes(vocab_lib.count(part).to_bytes()) for part in parts)
+    assert merged == vocab_lib.count(sum(parts, []))
+    assert merged.tokens["b"] == 2 and merged.tokens["\U0001F600"] == 1 and merged.texts == 5
