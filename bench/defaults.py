@@ -21,7 +21,10 @@ Parts:
   figure the run chose it by).
 * `shakespeare`: the whole text in chunks mode, its last 10% held out
   (nanoGPT's split), `--time-budget` 5, 10 and 15 minutes, otherwise
-  defaults; nats per character of the saved model on the held-out text.
+  defaults; nats per character of the saved model on the held-out text, cut
+  into windows each scored from a zero state: 100 characters (the package's
+  `--seq-len`) and 256 (nanoGPT's `block_size`, the windows its 1.4697 is
+  averaged over; the target is judged on these).
 * `word`: python-docs at word level: the default command against a
   fixed-epoch run with the package's former defaults (LSTM 256, one-hot,
   Adam 5e-3 constant, no dropout, 10 epochs, the last epoch shipped); the
@@ -91,14 +94,17 @@ def score(model_dir, texts, mode, seq_len=100):
     return nats, float(model.evaluate(ds, verbose=0))
 
 
-def run_row(name, corpus, texts, mode, args, folder, log):
+def run_row(name, corpus, texts, mode, args, folder, log, windows=()):
     out = os.path.join(folder, name)
     wall, run_config, history, first = train_child(corpus, out, args, log)
-    return scored_row(name, out, wall, run_config, history, first, texts, mode, args, log)
+    return scored_row(name, out, wall, run_config, history, first, texts, mode, args, log, windows)
 
 
-def scored_row(name, out, wall, run_config, history, first, texts, mode, args, log):
-    """The row of a trained model directory `out`: its held-out loss, and its history's best against it."""
+def scored_row(name, out, wall, run_config, history, first, texts, mode, args, log, windows=()):
+    """The row of a trained model directory `out`: its held-out loss, and its history's best against it.
+
+    `windows`: more chunks-mode window lengths to score the held-out text at (`held_out_nats_by_window`).
+    """
     nats, keras_val = score(out, texts, mode)
     best = history.get("best") or {}
     row = {"name": name, "args": list(args), "wall_seconds": wall, "train_seconds": run_config.get("train_seconds"),
@@ -107,7 +113,8 @@ def scored_row(name, out, wall, run_config, history, first, texts, mode, args, l
            "held_out_nats_per_token": nats, "held_out_bits_per_token": nats / LN2,
            "history_best_val_loss": best.get("val_loss"), "saved_model_val_loss": keras_val,
            "saved_vs_best_bits": (keras_val - best["val_loss"]) / LN2 if best else None,
-           "last_val_loss": history["val_loss"][-1], "min_val_loss": min(history["val_loss"])}
+           "last_val_loss": history["val_loss"][-1], "min_val_loss": min(history["val_loss"]),
+           "held_out_nats_by_window": {str(w): score(out, texts, mode, seq_len=w)[0] for w in windows}}
     log(f"    {name}: {row['held_out_bits_per_token']:.3f} bits/token held out ({nats:.4f} nats), "
         f"{row['evaluations']} evaluations, best {row['best_evaluation']}, ended by {row['stopped_by']}, "
         f"{wall:.0f}s wall")
@@ -164,7 +171,7 @@ def shakespeare_part(settings, folder, budgets, log):
     rows = []
     for budget in budgets:
         rows.append(run_row(f"budget {budget}", settings.data, val, "chunks",
-                            ["--mode", "chunks", "--time-budget", budget], folder, log))
+                            ["--mode", "chunks", "--time-budget", budget], folder, log, windows=[NANOGPT_BLOCK]))
     return {"corpus": "Tiny Shakespeare, chunks mode, the last 10% held out", "rows": rows}
 
 
@@ -190,6 +197,10 @@ GAIN_GOAL = 0.5  # bits/char below the lesson's approach, same wall-clock time
 BEST_GOAL = 0.02  # bits/char between the saved model and the best evaluation of its history
 NANOGPT_GOAL = 1.47  # nats/char on Tiny Shakespeare's last 10% (nanoGPT's 6-layer transformer: 1.4697)
 NANOGPT_BUDGET = 900.0  # seconds
+# nanoGPT's val loss averages over windows of block_size characters, each position seeing only the characters
+# before it in its window; the package's own windows (--seq-len 100) give less context, so a higher loss
+# for the same model.
+NANOGPT_BLOCK = 256
 
 
 def targets(results):
@@ -207,8 +218,9 @@ def targets(results):
                 "met": max(gaps) <= BEST_GOAL if gaps else None})
     shakespeare = results.get("shakespeare")
     within = [r for r in shakespeare["rows"] if seconds(r["name"].split()[1]) <= NANOGPT_BUDGET] if shakespeare else []
-    best = min((r["held_out_nats_per_token"] for r in within), default=None)
-    out.append({"name": "Tiny Shakespeare, nanoGPT's split, within 15 minutes", "goal": f"<= {NANOGPT_GOAL} nats/char",
+    best = min((r["held_out_nats_by_window"][str(NANOGPT_BLOCK)] for r in within), default=None)
+    out.append({"name": f"Tiny Shakespeare, nanoGPT's split and {NANOGPT_BLOCK}-char windows, within 15 minutes",
+                "goal": f"<= {NANOGPT_GOAL} nats/char",
                 "measured": best, "met": None if best is None else best <= NANOGPT_GOAL})
     return out
 
@@ -261,13 +273,17 @@ def markdown(results):
         part = results.get(key)
         if not part:
             continue
+        windows = sorted({w for r in part["rows"] for w in r.get("held_out_nats_by_window", {})}, key=int)
         out += [f"## {title}: {part['corpus']}", "",
-                "| run | wall s | ended by | evaluations (best) | held-out nats/token | bits/token |",
-                "|---|---|---|---|---|---|"]
+                "| run | wall s | ended by | evaluations (best) | held-out nats/token | bits/token |"
+                + "".join(f" nats/token, {w}-token windows |" for w in windows),
+                "|---|---|---|---|---|---|" + "---|" * len(windows)]
         for r in part["rows"]:
+            by_window = r.get("held_out_nats_by_window", {})
             out.append(f"| {r['name']} | {r['wall_seconds']:.0f} | {r['stopped_by']} | {r['evaluations']} "
                        f"({r['best_evaluation']}) | {r['held_out_nats_per_token']:.4f} | "
-                       f"{r['held_out_bits_per_token']:.3f} |")
+                       f"{r['held_out_bits_per_token']:.3f} |"
+                       + "".join(f" {by_window[w]:.4f} |" if w in by_window else " |" for w in windows))
         out += ["", f"Settings chosen: {part['rows'][0]['chosen']}", ""]
     return "\n".join(out) + "\n"
 
