@@ -252,9 +252,9 @@ def test_startup_smoke_times_every_way_and_judges_its_targets(tmp_path):
     for name, row in rows.items():
         assert row["exit_s"] > 0, name
         assert row["first_output_s"] is not None and 0 < row["first_output_s"] <= row["exit_s"], name
-    # Loading the kept loop is quicker than tracing it, even for a tiny model.
-    kept = rows["keras-textgen generate (kept generator)"]["first_output_s"]
-    assert kept < rows["keras-textgen generate (traced on each run)"]["first_output_s"]
+    # Whether the kept generator is quicker than tracing is the benchmark's figure, not a test's: one smoke
+    # repeat of each, beside other tests, ranked the two either way. tests/test_generator_cache.py checks
+    # that generate uses the kept generator.
     assert [t["met"] is not None for t in results["targets"]] == [True, True]
     assert "| Target | Goal | Measured | Met |" in (tmp_path / "s.md").read_text()
 
