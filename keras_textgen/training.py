@@ -117,6 +117,9 @@ def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
     # n-th batch of the whole stream (AutoShardPolicy.DATA). Validation is sharded by data.
     by_file = corpus.streamed and workers > 1 and len(corpus.files) >= workers
     train_texts, size = corpus.train, corpus.size_bytes
+    if by_file and strategy is None:
+        raise errors.ConfigError(f"prepare(workers={workers}) on a corpus sharded by file needs the run's strategy "
+                                 "(strategy=...), whose collectives merge the workers' vocabulary counts")
     if by_file:
         index = distribute.worker_index(config)
         train_texts = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,

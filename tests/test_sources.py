@@ -205,6 +205,13 @@ def test_chunks_windows_of_files_run_across_documents(folder):
     assert sum(windows, []) == stream[:len(stream) // 7 * 7]
 
 
+def test_sharding_by_file_without_the_strategy_is_a_clear_error(folder):
+    """The workers' vocabulary counts are merged over the strategy's collectives: `prepare` needs it."""
+    config = training.TrainConfig(corpus=str(folder), memory_budget=0, strategy="multi-worker", time_budget=None)
+    with pytest.raises(errors.ConfigError, match=r"prepare\(workers=2\) on a corpus sharded by file needs the run's"):
+        training.prepare(config, workers=2)
+
+
 MEMORY_CHILD = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
