@@ -64,6 +64,8 @@ class Corpus:
         files, size_bytes, streamed: for a file source, the files read,
             their total size, and whether they are streamed from storage
             each pass (over the memory budget) or read into memory.
+        sharded: the training split holds only one worker's files (`load`'s
+            `shard`); the validation split holds every file's.
     """
 
     name: str
@@ -74,6 +76,7 @@ class Corpus:
     files: tuple = ()  # the files read, for a file source (sorted)
     size_bytes: int = 0  # their total size
     streamed: bool = False  # read from the files each pass, not held in memory
+    sharded: bool = False  # the training split reads only this worker's files
 
     def describe(self):
         """How the corpus is read, in words.
@@ -113,8 +116,10 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
         memory_budget: bytes: text and CSV/TSV files up to this total are
             read into memory, larger ones are streamed (`MEMORY_BUDGET` when
             `None`; CSV/TSV also past `TABLE_LIMIT`, JSONL never).
-        shard: `(n, i)`: a streamed source's training split reads only
-            its files `i, i + n, ...` (sorted), as worker `i` of `n` does.
+        shard: `(n, i)`, for worker `i` of `n`: when the source is streamed
+            and has at least `n` files, its training split reads only files
+            `i, i + n, ...` (sorted), and only their heads are checked
+            (`Corpus.sharded` says so); otherwise it is ignored.
 
     Returns:
         A `Corpus`.
@@ -210,10 +215,11 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget,
                     f"{source} is {files.total_bytes / 1e6:,.1f} MB, over the memory budget, so streamed, and a "
                     f"streamed {exts[0]} corpus is read in lines mode only (its held-out end in chunks mode needs "
                     f"its joined size): use --mode lines, or a larger --memory-budget")
-            documents = tables.stream(files, exts[0], columns, header)
+            documents = tables.stream(files, exts[0], columns, header)  # plans every file from its head
+            shard = shard if _by_file(files, shard) else None
             train, validation = sources.split(documents, mode, _every(validation_fraction), shard)
             return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, streamed=True,
-                          files=tuple(files.paths), size_bytes=files.total_bytes)
+                          files=tuple(files.paths), size_bytes=files.total_bytes, sharded=shard is not None)
         if files.total_bytes > TABLE_LIMIT:
             raise errors.DataError(
                 f"{source} is {files.total_bytes / 1e6:,.0f} MB; {exts[0]} files are parsed in memory up to "
@@ -235,13 +241,19 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget,
         _check_documents(source, texts, mode)
         if mode == "lines":
             every = _every(validation_fraction, sum(_count_lines(t) for t in texts))
-    else:
-        for path in files.paths:
+    shard = shard if streamed and _by_file(files, shard) else None
+    if streamed:  # a worker checks the heads of the files it trains on; the others' workers check theirs
+        for path in files.paths[shard[1]::shard[0]] if shard else files.paths:
             sources.check_text(path, limit=sources.HEAD_BYTES)
     train, validation = sources.split(sources.documents_from_files(files, mode, validation_fraction), mode, every,
                                       shard)
     return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, streamed=streamed,
-                  files=tuple(files.paths), size_bytes=files.total_bytes)
+                  files=tuple(files.paths), size_bytes=files.total_bytes, sharded=shard is not None)
+
+
+def _by_file(files, shard):
+    """Whether `shard` `(n, i)` can shard these files by file: every worker gets at least one."""
+    return shard is not None and shard[0] > 1 and len(files.paths) >= shard[0]
 
 
 def _split_lines(text):

@@ -109,25 +109,23 @@ def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
         streamed corpus, whose epoch is then one pass as the vocabulary pass counted it.
     """
     budget = corpus_lib.budget_bytes(config.memory_budget)
-    corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
-                             data_dir=config.data_dir, manual_dir=config.manual_dir, memory_budget=budget)
     # A multi-worker run on a streamed corpus of enough files shards it by file: each worker reads only its own
     # files, for the vocabulary pass as for training (tf.data's AutoShardPolicy.FILE cannot see the files
     # through the Dataset.random of lines mode or the scan of chunks mode). Otherwise each worker takes every
     # n-th batch of the whole stream (AutoShardPolicy.DATA). Validation is sharded by data.
-    by_file = corpus.streamed and workers > 1 and len(corpus.files) >= workers
-    train_texts, size = corpus.train, corpus.size_bytes
+    index = distribute.worker_index(config) if workers > 1 else 0
+    corpus = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
+                             data_dir=config.data_dir, manual_dir=config.manual_dir, memory_budget=budget,
+                             shard=(workers, index) if workers > 1 else None)
+    by_file = corpus.sharded
     if by_file and strategy is None:
         raise errors.ConfigError(f"prepare(workers={workers}) on a corpus sharded by file needs the run's strategy "
                                  "(strategy=...), whose collectives merge the workers' vocabulary counts")
-    if by_file:
-        index = distribute.worker_index(config)
-        train_texts = corpus_lib.load(config.corpus, mode=config.mode, column=config.column, header=config.header,
-                                      memory_budget=budget, shard=(workers, index)).train
-        size = sum(tf.io.gfile.stat(name).length for name in corpus.files[index::workers])
+    size = (sum(tf.io.gfile.stat(name).length for name in corpus.files[index::workers]) if by_file
+            else corpus.size_bytes)
     progress = VocabularyProgress(size, print_fn or (lambda *_: None)) if corpus.streamed else None
     try:
-        counts = vocab_lib.count(train_texts, level=config.level, lowercase=config.lowercase,
+        counts = vocab_lib.count(corpus.train, level=config.level, lowercase=config.lowercase,
                                  batch_size=4 if corpus.mode == "chunks" else 1024,  # a chunks piece: up to 1 MB
                                  progress=progress)
     except tf.errors.InvalidArgumentError as e:
@@ -152,7 +150,7 @@ def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
                   max_length=config.max_line_length, seed=config.seed, cache=not corpus.streamed)
     drop = replicas > 1 or config.strategy == "tpu"
     # A dataset that may be empty is never repeated: it would loop without end looking for an element.
-    twin = data_lib.make_dataset(train_texts, shuffle=False, drop_remainder=drop, **{**common, "cache": False})
+    twin = data_lib.make_dataset(corpus.train, shuffle=False, drop_remainder=drop, **{**common, "cache": False})
     has_examples = {"training": any(True for _ in twin.take(1))}
     val_ds = data_lib.make_dataset(corpus.validation, shuffle=False, drop_remainder=drop, **common)
     if corpus.streamed:
@@ -175,7 +173,7 @@ def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
         config = dataclasses.replace(config, steps_per_epoch=max(1, _batches(counts, corpus.mode, config,
                                                                              global_batch, drop)))
     repeat = config.steps_per_epoch is not None or config.validate_every is not None
-    train_ds = data_lib.make_dataset(train_texts, repeat=repeat, drop_remainder=drop, **common)
+    train_ds = data_lib.make_dataset(corpus.train, repeat=repeat, drop_remainder=drop, **common)
     if repeat:
         pass_steps = config.steps_per_epoch or (
             _batches(counts, corpus.mode, config, global_batch, drop) if corpus.streamed

@@ -210,13 +210,15 @@ def test_multi_worker_matches_one_device_and_resumes_after_a_worker_is_killed(co
 
 
 SHARDS = textwrap.dedent("""
-    import json, sys
-    from keras_textgen import distribute, training, vocab
+    import json, os, sys
+    from keras_textgen import distribute, sources, training, vocab
 
     config = training.TrainConfig(corpus=sys.argv[1], mode="chunks", seq_len=8, batch_size=2, units=8, seed=1,
                                   memory_budget=0, strategy="multi-worker", time_budget=None)
     strategy = distribute.get_strategy(config.strategy)
-    counted = []  # what this worker's vocabulary pass read
+    checked, counted = [], []  # the files whose heads this worker checked; what its vocabulary pass read
+    check_text = sources.check_text
+    sources.check_text = lambda path, **kw: checked.append(os.path.basename(path)) or check_text(path, **kw)
     count = vocab.count
     vocab.count = lambda texts, **kw: counted.append(count(texts, **kw)) or counted[-1]
     prepared = training.prepare(config, replicas=strategy.num_replicas_in_sync, workers=distribute.workers(config),
@@ -229,13 +231,13 @@ SHARDS = textwrap.dedent("""
         for local in strategy.experimental_local_results(x):
             seen.update(tokens[t] for t in local.numpy().ravel().tolist())
     print(json.dumps({"letters": sorted(t for t in seen if t.isalpha()), "files": len(prepared.corpus.files),
-                      "counted": sorted(t for c in counted for t in c.tokens if t.isalpha()),
+                      "counted": sorted(t for c in counted for t in c.tokens if t.isalpha()), "checked": checked,
                       "vocabulary": tokens, "tokens": prepared.tokens, "steps": prepared.pass_steps}))
 """)
 
 
 def test_multi_worker_reads_a_streamed_multi_file_corpus_one_file_per_worker(tmp_path):
-    """Four files, each of its own letter; worker i of 2 must count and train on files i and i+2 only."""
+    """Four files, each of its own letter; worker i of 2 must check, count and train on files i and i+2 only."""
     folder = tmp_path / "corpus"
     folder.mkdir()
     for i, letter in enumerate("abcd"):
@@ -248,9 +250,9 @@ def test_multi_worker_reads_a_streamed_multi_file_corpus_one_file_per_worker(tmp
              for i in range(2)]
     outs = wait_all(procs)
     seen = [json.loads(out.strip().splitlines()[-1]) for out in outs]
-    assert [{key: got[key] for key in ("letters", "counted", "files")} for got in seen] == [
-        {"letters": ["a", "c"], "counted": ["a", "c"], "files": 4},
-        {"letters": ["b", "d"], "counted": ["b", "d"], "files": 4}]
+    assert [{key: got[key] for key in ("letters", "counted", "checked", "files")} for got in seen] == [
+        {"letters": ["a", "c"], "counted": ["a", "c"], "checked": ["part0.txt", "part2.txt"], "files": 4},
+        {"letters": ["b", "d"], "counted": ["b", "d"], "checked": ["part1.txt", "part3.txt"], "files": 4}]
     # The workers' counts are merged: one vocabulary of all four files, and the same steps per pass.
     assert seen[0]["vocabulary"] == seen[1]["vocabulary"] and set("abcd") <= set(seen[0]["vocabulary"])
     single = ktg.corpus.load(str(folder / "*.txt"), mode="chunks", memory_budget=0)

@@ -205,6 +205,18 @@ def test_chunks_windows_of_files_run_across_documents(folder):
     assert sum(windows, []) == stream[:len(stream) // 7 * 7]
 
 
+def test_a_shard_applies_only_to_a_streamed_corpus_of_enough_files(folder):
+    """`load(shard=(n, i))` shards the training split by file only where each of n workers gets a file to stream."""
+    whole = texts(ktg.corpus.load(str(folder), memory_budget=0).train)
+    shards = [ktg.corpus.load(str(folder), memory_budget=0, shard=(2, i)) for i in (0, 1)]
+    assert all(c.sharded for c in shards) and all(texts(c.train) for c in shards)
+    assert sorted(texts(shards[0].train) + texts(shards[1].train)) == sorted(whole)
+    assert texts(shards[0].validation) == texts(shards[1].validation)  # validation: every file's
+    for corpus in (ktg.corpus.load(str(folder), shard=(2, 1)),  # in memory
+                   ktg.corpus.load(str(folder), memory_budget=0, shard=(len(FILES) + 1, 0))):  # too few files
+        assert not corpus.sharded and texts(corpus.train) == whole
+
+
 def test_sharding_by_file_without_the_strategy_is_a_clear_error(folder):
     """The workers' vocabulary counts are merged over the strategy's collectives: `prepare` needs it."""
     config = training.TrainConfig(corpus=str(folder), memory_budget=0, strategy="multi-worker", time_budget=None)
