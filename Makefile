@@ -34,7 +34,9 @@ run: $(STAMP)
 	$(BIN)/keras-textgen export --model $(MODEL_DIR) --format tflite --name python-docs
 
 # Test files run side by side (pytest-xdist), each file in one worker so its module fixtures (trained
-# models) are built once; at most 4 workers, since each holds its own TensorFlow (~1 GB).
+# models) are built once; at most 4 workers, since each holds its own TensorFlow (~1 GB). No more workers
+# than cores: the child processes many tests start already fill the cores, and a third worker on two
+# cores made the suite slower, not faster.
 PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 test: $(STAMP)
