@@ -78,8 +78,13 @@ def train_child(corpus, out, args=(), log=print):
     return wall, run_config, history, first
 
 
-def score(model_dir, texts, mode, seq_len=100):
-    """`(nats per token of model.keras over every real target, Keras's val_loss of it)` on `texts` (a list)."""
+def score(model_dir, texts, mode, seq_len=100, windows=()):
+    """Scores model.keras on `texts` (a list), every real target counted.
+
+    Returns `(nats per token, Keras's val_loss of it, {window: nats per token})`:
+    the first two on chunks of `seq_len`, the last on each of `windows`
+    (chunks-mode window lengths; the model is loaded once).
+    """
     import keras
     import tensorflow as tf
 
@@ -87,11 +92,16 @@ def score(model_dir, texts, mode, seq_len=100):
     from keras_textgen import model as model_lib
 
     model, vocab, run_config = ktg.load_model_dir(model_dir, compile=False)
-    ds = ktg.make_dataset(tf.data.Dataset.from_tensor_slices(texts), vocab, mode=mode, shuffle=False,
-                          batch_size=run_config["batch_size"], seq_len=seq_len)
+
+    def dataset(length):
+        return ktg.make_dataset(tf.data.Dataset.from_tensor_slices(texts), vocab, mode=mode, shuffle=False,
+                                batch_size=run_config["batch_size"], seq_len=length)
+
+    ds = dataset(seq_len)
     nats, _ = model_lib.per_token_loss(model, ds)
+    by_window = {str(w): model_lib.per_token_loss(model, dataset(w))[0] for w in windows}
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return nats, float(model.evaluate(ds, verbose=0))
+    return nats, float(model.evaluate(ds, verbose=0)), by_window
 
 
 def run_row(name, corpus, texts, mode, args, folder, log, windows=()):
@@ -105,7 +115,7 @@ def scored_row(name, out, wall, run_config, history, first, texts, mode, args, l
 
     `windows`: more chunks-mode window lengths to score the held-out text at (`held_out_nats_by_window`).
     """
-    nats, keras_val = score(out, texts, mode)
+    nats, keras_val, by_window = score(out, texts, mode, windows=windows)
     best = history.get("best") or {}
     row = {"name": name, "args": list(args), "wall_seconds": wall, "train_seconds": run_config.get("train_seconds"),
            "stopped_by": run_config.get("stopped_by"), "chosen": first, "evaluations": len(history["epoch"]),
@@ -114,7 +124,7 @@ def scored_row(name, out, wall, run_config, history, first, texts, mode, args, l
            "history_best_val_loss": best.get("val_loss"), "saved_model_val_loss": keras_val,
            "saved_vs_best_bits": (keras_val - best["val_loss"]) / LN2 if best else None,
            "last_val_loss": history["val_loss"][-1], "min_val_loss": min(history["val_loss"]),
-           "held_out_nats_by_window": {str(w): score(out, texts, mode, seq_len=w)[0] for w in windows}}
+           "held_out_nats_by_window": by_window}
     log(f"    {name}: {row['held_out_bits_per_token']:.3f} bits/token held out ({nats:.4f} nats), "
         f"{row['evaluations']} evaluations, best {row['best_evaluation']}, ended by {row['stopped_by']}, "
         f"{wall:.0f}s wall")
