@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import os
 import re
+import typing
 
 import tensorflow as tf
 
@@ -64,8 +65,9 @@ class Corpus:
         files, size_bytes, streamed: for a file source, the files read,
             their total size, and whether they are streamed from storage
             each pass (over the memory budget) or read into memory.
-        sharded: the training split holds only one worker's files (`load`'s
-            `shard`); the validation split holds every file's.
+        shard_bytes: with `load`'s `shard` in force, the size of this
+            worker's files, the only ones its training split reads (the
+            validation split holds every file's); else `None`.
     """
 
     name: str
@@ -76,7 +78,12 @@ class Corpus:
     files: tuple = ()  # the files read, for a file source (sorted)
     size_bytes: int = 0  # their total size
     streamed: bool = False  # read from the files each pass, not held in memory
-    sharded: bool = False  # the training split reads only this worker's files
+    shard_bytes: typing.Optional[int] = None  # the size of this worker's files, when the training split reads only those
+
+    @property
+    def sharded(self):
+        """Whether the training split reads only this worker's files (`load`'s `shard` is in force)."""
+        return self.shard_bytes is not None
 
     def describe(self):
         """How the corpus is read, in words.
@@ -119,7 +126,8 @@ def load(source=BUILTIN, mode=None, column=None, validation_fraction=0.1, data_d
         shard: `(n, i)`, for worker `i` of `n`: when the source is streamed
             and has at least `n` files, its training split reads only files
             `i, i + n, ...` (sorted), and only their heads are checked
-            (`Corpus.sharded` says so); otherwise it is ignored.
+            (`Corpus.sharded` says so, `Corpus.shard_bytes` their size);
+            otherwise it is ignored.
 
     Returns:
         A `Corpus`.
@@ -219,7 +227,7 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget,
             shard = shard if _by_file(files, shard) else None
             train, validation = sources.split(documents, mode, _every(validation_fraction), shard)
             return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, streamed=True,
-                          files=tuple(files.paths), size_bytes=files.total_bytes, sharded=shard is not None)
+                          files=tuple(files.paths), size_bytes=files.total_bytes, shard_bytes=_shard_bytes(files, shard))
         if files.total_bytes > TABLE_LIMIT:
             raise errors.DataError(
                 f"{source} is {files.total_bytes / 1e6:,.0f} MB; {exts[0]} files are parsed in memory up to "
@@ -248,12 +256,17 @@ def _load_file(source, mode, column, validation_fraction, header, memory_budget,
     train, validation = sources.split(sources.documents_from_files(files, mode, validation_fraction), mode, every,
                                       shard)
     return Corpus(name=name, mode=mode, source=source, train=train, validation=validation, streamed=streamed,
-                  files=tuple(files.paths), size_bytes=files.total_bytes, sharded=shard is not None)
+                  files=tuple(files.paths), size_bytes=files.total_bytes, shard_bytes=_shard_bytes(files, shard))
 
 
 def _by_file(files, shard):
     """Whether `shard` `(n, i)` can shard these files by file: every worker gets at least one."""
     return shard is not None and shard[0] > 1 and len(files.paths) >= shard[0]
+
+
+def _shard_bytes(files, shard):
+    """The size of the files of `shard` `(n, i)` (`None` for no shard), from the sizes `sources.resolve` read."""
+    return None if shard is None else sum(files.sizes[shard[1]::shard[0]])
 
 
 def _split_lines(text):

@@ -121,9 +121,10 @@ def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
     if by_file and strategy is None:
         raise errors.ConfigError(f"prepare(workers={workers}) on a corpus sharded by file needs the run's strategy "
                                  "(strategy=...), whose collectives merge the workers' vocabulary counts")
-    size = (sum(tf.io.gfile.stat(name).length for name in corpus.files[index::workers]) if by_file
-            else corpus.size_bytes)
-    progress = VocabularyProgress(size, print_fn or (lambda *_: None)) if corpus.streamed else None
+    progress = None
+    if corpus.streamed:  # the bytes this worker's pass reads
+        progress = VocabularyProgress(corpus.shard_bytes if by_file else corpus.size_bytes,
+                                      print_fn or (lambda *_: None))
     try:
         counts = vocab_lib.count(corpus.train, level=config.level, lowercase=config.lowercase,
                                  batch_size=4 if corpus.mode == "chunks" else 1024,  # a chunks piece: up to 1 MB

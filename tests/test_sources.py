@@ -210,11 +210,13 @@ def test_a_shard_applies_only_to_a_streamed_corpus_of_enough_files(folder):
     whole = texts(ktg.corpus.load(str(folder), memory_budget=0).train)
     shards = [ktg.corpus.load(str(folder), memory_budget=0, shard=(2, i)) for i in (0, 1)]
     assert all(c.sharded for c in shards) and all(texts(c.train) for c in shards)
+    sizes = [os.path.getsize(folder / name) for name in sorted(FILES)]
+    assert [c.shard_bytes for c in shards] == [sum(sizes[0::2]), sum(sizes[1::2])]
     assert sorted(texts(shards[0].train) + texts(shards[1].train)) == sorted(whole)
     assert texts(shards[0].validation) == texts(shards[1].validation)  # validation: every file's
     for corpus in (ktg.corpus.load(str(folder), shard=(2, 1)),  # in memory
                    ktg.corpus.load(str(folder), memory_budget=0, shard=(len(FILES) + 1, 0))):  # too few files
-        assert not corpus.sharded and texts(corpus.train) == whole
+        assert not corpus.sharded and corpus.shard_bytes is None and texts(corpus.train) == whole
 
 
 def test_sharding_by_file_without_the_strategy_is_a_clear_error(folder):
