@@ -217,6 +217,24 @@ def test_targets_are_judged_in_the_right_direction():
     assert "| Target |" in report.markdown({"targets": report.targets(results)})
 
 
+def test_the_shakespeare_target_is_judged_on_nanogpt_s_windows_and_both_figures_are_reported():
+    from bench import defaults
+
+    def row(name, nats_100, nats_256):
+        return {"name": name, "wall_seconds": 600.0, "stopped_by": "time budget", "evaluations": 9,
+                "best_evaluation": 8, "held_out_nats_per_token": nats_100,
+                "held_out_bits_per_token": nats_100 / math.log(2), "held_out_nats_by_window": {"256": nats_256},
+                "chosen": "corpus of 1,003,836 chars -> LSTM 512"}
+
+    results = {"date": "d", "command": "c", "shakespeare": {"corpus": "ts", "rows": [
+        row("budget 10m", 1.4869, 1.4671), row("budget 15m", 1.4891, 1.4690), row("budget 20m", 1.40, 1.39)]}}
+    target = next(t for t in defaults.targets(results) if t["name"].startswith("Tiny Shakespeare"))
+    assert "256-char windows" in target["name"]
+    assert target["measured"] == 1.4671 and target["met"] is True  # 20 minutes is past nanoGPT's budget
+    md = defaults.markdown(results)
+    assert "| nats/token, 256-token windows |" in md and "| 1.4869 | 2.145 | 1.4671 |" in md
+
+
 @pytest.mark.slow
 def test_unknown_section_is_refused():
     result = subprocess.run([sys.executable, "-m", "bench.run", "--only", "pipline"], cwd=ROOT,
