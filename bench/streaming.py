@@ -93,7 +93,11 @@ def child(argv):
     original = training.default_callbacks
     training.default_callbacks = lambda *a, **k: original(*a, **k) + [Timer()]
     vocab = {}
-    progress = getattr(training, "VocabularyProgress", None)  # absent before streaming
+    try:  # keras_textgen.preparation; in training before it was split out, absent before streaming
+        from keras_textgen import preparation as prepare_module
+    except ImportError:
+        prepare_module = training
+    progress = getattr(prepare_module, "VocabularyProgress", None)
     if progress is not None:
         done = progress.done
 

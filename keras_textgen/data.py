@@ -16,7 +16,6 @@ documents' boundaries (only its last, partial window is dropped), split
 into `window[:-1]` and `window[1:]`.
 """
 
-import math
 
 import tensorflow as tf
 
@@ -107,7 +106,7 @@ def chunk_batches(texts, vocab, batch_size, seq_len=100, shuffle=True, cache=Tru
     order, EOS only before the first. Windows run across documents'
     boundaries; only the stream's last `< seq_len + 1` ids, which make no
     whole window, are dropped. A stream shorter than one window yields no
-    element (and `repeat` is not applied to it: see `prepare` in training).
+    element (and `repeat` is not applied to it: see `preparation.prepare`).
 
     Example:
 

@@ -190,7 +190,7 @@ def stream(files, ext, columns, header):
     Python's `csv` (a quote inside an unquoted field, a space before a
     quoted one, a row shorter than the last chosen column) is a one-line
     error there, not different text. Beyond the head such a row stops the
-    first pass over the rows (the vocabulary pass of `training.prepare`,
+    first pass over the rows (the vocabulary pass of `preparation.prepare`,
     which makes it a one-line error with `stream_error`).
 
     Returns:

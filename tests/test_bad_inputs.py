@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from conftest import LINES  # noqa: E402
 
 import keras_textgen as ktg  # noqa: E402
-from keras_textgen import cli, training  # noqa: E402
+from keras_textgen import cli, preparation, training  # noqa: E402
 from keras_textgen.generation import MAX_GENERATE_TOKENS, MAX_PROMPT_TOKENS  # noqa: E402
 from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID  # noqa: E402
 
@@ -93,7 +93,7 @@ def check_long_line(ctx, code, out, err):
     assert config["max_line_length"] == 64 and json.load(open(ctx["OUT"] + "/history.json"))["epoch"] == [1]
     # The batches that run trained on: the 5 MB line is one example of width 64, its first 63 tokens + EOS.
     run_config = training.TrainConfig(corpus=ctx["CORPUS"], max_line_length=64, batch_size=4, seed=1)
-    prepared = training.prepare(run_config)
+    prepared = preparation.prepare(run_config)
     vocab, train_ds = prepared.vocab, prepared.train_ds
     widths = [int(x.shape[1]) for x, _ in train_ds]
     assert max(widths) == 64 and widths.count(64) == 1

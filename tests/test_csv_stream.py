@@ -6,7 +6,7 @@ import re
 import pytest
 
 import keras_textgen as ktg
-from keras_textgen import errors, sources, training
+from keras_textgen import errors, preparation, sources, training
 from test_corpus import AG_NEWS_ROWS, write_ag_news_csv
 
 
@@ -88,10 +88,10 @@ def test_a_glob_of_csv_files_splits_each_file(tmp_path):
 def test_a_streamed_csv_says_so_when_training(tmp_path):
     path = write_news(tmp_path / "news.csv")
     config = training.TrainConfig(corpus=str(path), column="title", batch_size=4, units=8, memory_budget=0)
-    prepared = training.prepare(config)
+    prepared = preparation.prepare(config)
     assert prepared.corpus.streamed
     assert prepared.corpus.describe() == "1 file, 0.0 MB, streamed from the files, over the memory budget"
-    in_memory = training.prepare(training.TrainConfig(corpus=str(path), column="title", batch_size=4, units=8))
+    in_memory = preparation.prepare(training.TrainConfig(corpus=str(path), column="title", batch_size=4, units=8))
     assert in_memory.corpus.describe().endswith("read into memory, within the memory budget")
 
 
@@ -148,7 +148,7 @@ def test_a_bad_row_past_the_head_stops_the_vocabulary_pass_with_a_one_line_error
     config = training.TrainConfig(corpus=str(path), column="n", batch_size=4, units=8, memory_budget=0)
     with pytest.raises(errors.DataError, match=r"TensorFlow's CSV reader stops reading .*late\.csv "
                                                r"\(Expect 1 fields but have 0 in record\); ") as e:
-        training.prepare(config)
+        preparation.prepare(config)
     assert "\n" not in str(e.value)
 
 

@@ -211,7 +211,7 @@ def test_multi_worker_matches_one_device_and_resumes_after_a_worker_is_killed(co
 
 SHARDS = textwrap.dedent("""
     import json, os, sys
-    from keras_textgen import distribute, sources, training, vocab
+    from keras_textgen import distribute, preparation, sources, training, vocab
 
     config = training.TrainConfig(corpus=sys.argv[1], mode="chunks", seq_len=8, batch_size=2, units=8, seed=1,
                                   memory_budget=0, strategy="multi-worker", time_budget=None)
@@ -221,8 +221,8 @@ SHARDS = textwrap.dedent("""
     sources.check_text = lambda path, **kw: checked.append(os.path.basename(path)) or check_text(path, **kw)
     count = vocab.count
     vocab.count = lambda texts, **kw: counted.append(count(texts, **kw)) or counted[-1]
-    prepared = training.prepare(config, replicas=strategy.num_replicas_in_sync, workers=distribute.workers(config),
-                                strategy=strategy)
+    prepared = preparation.prepare(config, replicas=strategy.num_replicas_in_sync, workers=distribute.workers(config),
+                                   strategy=strategy)
     tokens = prepared.vocab.get_vocabulary()
     seen = set()
     for i, (x, _) in enumerate(strategy.experimental_distribute_dataset(prepared.train_ds)):

@@ -12,10 +12,9 @@ import time
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_textgen as ktg
-from keras_textgen import artifacts, backup, cli, errors, schedules, sizing, stopping, training
+from keras_textgen import artifacts, backup, cli, errors, preparation, schedules, sizing, stopping, training
 
 EXE = [sys.executable, "-m", "keras_textgen"]
 
@@ -40,7 +39,7 @@ def overfitting_config(corpus, **overrides):
 
 def keras_val_loss(model, config):
     """The validation loss `fit` reports (Keras's mean over batches) for `model` on `config`'s corpus."""
-    val_ds = training.prepare(config).val_ds
+    val_ds = preparation.prepare(config).val_ds
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model.evaluate(val_ds, verbose=0)
 
@@ -232,7 +231,7 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
 
 def test_given_settings_override_the_rule():
     config = training.TrainConfig(units=32, dropout=0.0)
-    filled, choice = training.fill_from_corpus(config, 50_000)
+    filled, choice = preparation.fill_from_corpus(config, 50_000)
     assert (filled.units, filled.dropout) == (32, 0.0)
     assert (filled.batch_size, filled.weight_decay, filled.layers) == (choice.batch_size, choice.weight_decay,
                                                                        choice.layers)
@@ -255,7 +254,7 @@ def test_train_prints_the_choice_it_made(tmp_path, text_file):
 @pytest.mark.slow
 def test_validate_every_evaluates_inside_epochs(tmp_path):
     config = overfitting_config(write_noise_corpus(tmp_path), epochs=2, validate_every=4)
-    pass_steps = training.prepare(config).pass_steps
+    pass_steps = preparation.prepare(config).pass_steps
     _, _, history = training.train(config, tmp_path / "model", print_fn=lambda *_: None, verbose=0)
     assert len(history["val_loss"]) == math.ceil(2 * pass_steps / 4) > 2
     assert history["step"] == [4.0 * (i + 1) for i in range(len(history["step"]))]

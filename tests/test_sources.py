@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import keras_textgen as ktg
-from keras_textgen import errors, sources, training
+from keras_textgen import errors, preparation, sources, training
 from keras_textgen.vocab import EOS_ID
 from conftest import LINES
 
@@ -172,7 +172,7 @@ def test_a_corpus_shorter_than_one_window_is_an_error_not_a_hang(text_file, budg
     _alarm(120)
     try:
         with pytest.raises(errors.DataError, match="lower --seq-len"):
-            training.prepare(config)
+            preparation.prepare(config)
     finally:
         signal.alarm(0)
 
@@ -181,7 +181,7 @@ def test_streamed_training_data_counts_its_epoch_from_the_vocabulary_pass(folder
     config = training.TrainConfig(corpus=str(folder), mode="chunks", seq_len=8, batch_size=2, units=8,
                                   memory_budget=0, seed=1)
     said = []
-    prepared = training.prepare(config, print_fn=said.append)
+    prepared = preparation.prepare(config, print_fn=said.append)
     assert prepared.corpus.streamed and prepared.config.steps_per_epoch == prepared.pass_steps
     assert len(said) == 1 and re.fullmatch(r"Vocabulary pass: 0\.0 MB of training text in [\d.]+ s "
                                            r"\([\d.,]+ MB/s\), \d+ ids", said[0]), said
@@ -223,7 +223,7 @@ def test_sharding_by_file_without_the_strategy_is_a_clear_error(folder):
     """The workers' vocabulary counts are merged over the strategy's collectives: `prepare` needs it."""
     config = training.TrainConfig(corpus=str(folder), memory_budget=0, strategy="multi-worker", time_budget=None)
     with pytest.raises(errors.ConfigError, match=r"prepare\(workers=2\) on a corpus sharded by file needs the run's"):
-        training.prepare(config, workers=2)
+        preparation.prepare(config, workers=2)
 
 
 MEMORY_CHILD = textwrap.dedent("""

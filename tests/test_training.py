@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_textgen as ktg
-from keras_textgen import artifacts, backup, errors, steps, training
+from keras_textgen import artifacts, backup, errors, preparation, steps, training
 from conftest import train_tiny_model_dir, write_lines_corpus
 
 
@@ -47,7 +47,7 @@ def test_several_steps_per_execution_train_exactly_as_one_at_a_time(tmp_path):
 def test_steps_per_execution_that_does_not_divide_one_pass_fails_before_writing(tmp_path):
     corpus = write_lines_corpus(tmp_path)
     config = training.TrainConfig(corpus=str(corpus), batch_size=8, epochs=1, units=8, seed=0, steps_per_execution=7)
-    passes = sum(1 for _ in training.prepare(config)[2])
+    passes = sum(1 for _ in preparation.prepare(config)[2])
     assert passes % 7, "the fixture must give a pass that 7 does not divide"
     with pytest.raises(errors.ConfigError, match=rf"must divide the steps of one pass over the training data "
                                                  rf"\({passes}\), got 7"):
