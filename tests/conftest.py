@@ -3,6 +3,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pathlib
+import random
 import sys
 
 import pytest
@@ -21,6 +22,27 @@ SHAKESPEARE_SKIP = (f"Tiny Shakespeare not found at {SHAKESPEARE_FILE}: "
 # A test marked `needs_shakespeare` reads SHAKESPEARE_FILE. A fresh clone without it skips those tests
 # (one line saying how to enable them) instead of failing; CI, which has ../shared, runs them.
 needs_shakespeare = pytest.mark.needs_shakespeare
+
+
+# The reliability tests (test_reliability, test_distribute) kill runs at random moments drawn from this
+# seed. Under CI (the CI variable set, as .ci/run does) it is fixed, so a red run replays; elsewhere each
+# session draws one, so local runs try other schedules. Every failure message names it, and
+# RELIABILITY_SEED=n replays a schedule. Set here, before the xdist workers start, so all share it.
+FIXED_RELIABILITY_SEED = 20261201
+
+
+def pytest_configure(config):
+    if not os.environ.get("RELIABILITY_SEED"):
+        seed = FIXED_RELIABILITY_SEED if os.environ.get("CI") else random.SystemRandom().randrange(10**6)
+        os.environ["RELIABILITY_SEED"] = str(seed)
+
+
+def pytest_report_header(config):
+    return f"reliability seed: {os.environ['RELIABILITY_SEED']} (RELIABILITY_SEED=n replays; fixed when CI is set)"
+
+
+def reliability_seed():
+    return int(os.environ["RELIABILITY_SEED"])
 
 
 def pytest_collection_modifyitems(config, items):

@@ -23,13 +23,13 @@ import pytest
 
 import keras_textgen as ktg
 from keras_textgen import artifacts, backup, vocab as vocab_lib
-from conftest import LINES
+from conftest import LINES, reliability_seed
 
 pytestmark = pytest.mark.slow  # strategies over logical devices and worker processes; `make test-fast` leaves them out
 
 RTOL = 1e-4
 EXE = os.path.join(os.path.dirname(sys.executable), "keras-textgen")
-SEED = int(os.environ.get("RELIABILITY_SEED") or random.SystemRandom().randrange(10**6))
+SEED = reliability_seed()
 EPOCHS, STEPS, PER_REPLICA = 3, 6, 4
 COMMON = ["--mode", "chunks", "--seq-len", "16", "--units", "8", "--layers", "1", "--epochs", str(EPOCHS),
           "--steps-per-epoch", str(STEPS), "--validation-steps", "1", "--seed", "3", "--backup-every", "2",
