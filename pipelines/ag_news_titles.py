@@ -12,8 +12,6 @@ import os
 import sys
 import tempfile
 
-import keras
-
 import keras_textgen as ktg
 from _common import parser
 
@@ -27,6 +25,8 @@ SAMPLE_TITLES = [
 p = parser(__doc__, epochs=5)
 p.add_argument("--data-dir", default=None, help="TFDS data_dir holding a prepared ag_news_subset")
 args = p.parse_args()
+import keras  # after the flags, so --help answers without loading TensorFlow
+
 ktg.configure_threads()  # before any TensorFlow op: one thread per op on small CPU-only machines
 keras.utils.set_random_seed(1)
 

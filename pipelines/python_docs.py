@@ -6,12 +6,12 @@
 
 import os
 
-import keras
-
 import keras_textgen as ktg
 from _common import parser
 
 args = parser(__doc__, epochs=6, steps=150).parse_args()
+import keras  # after the flags, so --help answers without loading TensorFlow
+
 ktg.configure_threads()  # before any TensorFlow op: one thread per op on small CPU-only machines
 units, layers, steps = (16, 1, 3) if args.quick else (256, 1, args.steps_per_epoch)
 epochs = 1 if args.quick else args.epochs

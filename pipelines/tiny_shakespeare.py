@@ -11,8 +11,6 @@ it, this script says so and exits with code 2.
 import os
 import sys
 
-import keras
-
 import keras_textgen as ktg
 from _common import parser
 
@@ -21,6 +19,8 @@ p.add_argument("--manual-dir", default=os.environ.get("TINY_SHAKESPEARE_DIR") or
     os.path.dirname(__file__), "..", "..", "shared", "data", "tiny_shakespeare"), help="input.txt's folder")
 p.add_argument("--data-dir", default=None, help="TFDS data_dir (default ~/tensorflow_datasets)")
 args = p.parse_args()
+import keras  # after the flags, so --help answers without loading TensorFlow
+
 ktg.configure_threads()  # before any TensorFlow op: one thread per op on small CPU-only machines
 units, layers, steps = (16, 1, 3) if args.quick else (256, 2, args.steps_per_epoch)
 epochs = 1 if args.quick else args.epochs

@@ -10,12 +10,12 @@ generation never emits. An Embedding replaces the one-hot input (large vocabular
 import math
 import os
 
-import keras
-
 import keras_textgen as ktg
 from _common import parser
 
 args = parser(__doc__, epochs=5, steps=150).parse_args()
+import keras  # after the flags, so --help answers without loading TensorFlow
+
 ktg.configure_threads()  # before any TensorFlow op: one thread per op on small CPU-only machines
 keras.utils.set_random_seed(1)
 

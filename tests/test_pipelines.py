@@ -27,11 +27,24 @@ def test_pipeline_quick_run(script, tmp_path):
     assert (tmp_path / "out" / "model.keras").exists() and (tmp_path / "out" / "vocab.json").exists()
 
 
+# Runs a script with --help and says whether TensorFlow got loaded.
+HELP_PROBE = """
+import runpy, sys
+sys.argv = [sys.argv[1], "--help"]
+sys.path.insert(0, ".")
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as e:
+    print("EXIT", e.code, "tensorflow" in sys.modules)
+"""
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_pipeline_help(script):
-    result = subprocess.run([sys.executable, script, "--help"], cwd=ROOT / "pipelines", capture_output=True,
+def test_pipeline_help_answers_without_loading_tensorflow(script):
+    result = subprocess.run([sys.executable, "-c", HELP_PROBE, script], cwd=ROOT / "pipelines", capture_output=True,
                             text=True, timeout=120)
-    assert result.returncode == 0 and "--quick" in result.stdout
+    assert "--quick" in result.stdout, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "EXIT 0 False"
 
 
 def test_ag_news_without_network_or_data_dir_says_so(tmp_path):
