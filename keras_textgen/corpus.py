@@ -170,7 +170,7 @@ def texts_of(dataset):
     drops the flag (for counting tokens or adapting a vocabulary).
     """
     if isinstance(dataset.element_spec, tuple):
-        return dataset.map(lambda text, *_: text)
+        return dataset.map(sources.plain(lambda text, *_: text))
     return dataset
 
 
@@ -341,16 +341,16 @@ def _load_tfds(source, mode, validation_fraction, data_dir, manual_dir):
         raise errors.DataError(f"TFDS dataset {name!r} has no train split (splits: {splits})")
 
     def texts(split):
-        ds = builder.as_dataset(split=split, shuffle_files=False).map(lambda ex: ex[feature])
+        ds = builder.as_dataset(split=split, shuffle_files=False).map(sources.plain(lambda ex: ex[feature]))
         if mode == "lines":
-            ds = ds.flat_map(lambda t: tf.data.Dataset.from_tensor_slices(_split_lines(t)))
+            ds = ds.flat_map(sources.plain(lambda t: tf.data.Dataset.from_tensor_slices(_split_lines(t))))
         return ds
 
     if val_split is None:
         every = _every(validation_fraction)
         full = texts("train").enumerate()
-        train = full.filter(lambda i, t: i % every != every - 1).map(lambda i, t: t)
-        validation = full.filter(lambda i, t: i % every == every - 1).map(lambda i, t: t)
+        train = full.filter(sources.plain(lambda i, t: i % every != every - 1)).map(sources.plain(lambda i, t: t))
+        validation = full.filter(sources.plain(lambda i, t: i % every == every - 1)).map(sources.plain(lambda i, t: t))
     else:
         train, validation = texts("train"), texts(val_split)
     return Corpus(name=name, mode=mode, source=source, train=train, validation=validation)

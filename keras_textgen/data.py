@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from keras_textgen import corpus as corpus_lib
 from keras_textgen import errors
+from keras_textgen.sources import plain  # no AutoGraph for tf.data functions
 from keras_textgen import vocab as vocab_lib
 from keras_textgen.config import DEFAULT_MAX_LENGTH  # noqa: F401  (one copy, importable without TensorFlow)
 
@@ -117,13 +118,15 @@ def chunk_batches(texts, vocab, batch_size, seq_len=100, shuffle=True, cache=Tru
     """
     window = seq_len + 1
     if not isinstance(texts.element_spec, tuple):
-        texts = texts.map(lambda text: (text, tf.constant(True)))
+        texts = texts.map(plain(lambda text: (text, tf.constant(True))))
 
+    @plain
     def ids(text, starts):
         encoded = tf.cast(vocab.encode(text), tf.int32)
         eos = tf.fill(tf.where(starts, 1, 0)[None], vocab_lib.EOS_ID)
         return tf.concat([eos, encoded], axis=0)
 
+    @plain
     def cut(carry, piece):
         """The ids left over from earlier pieces + this piece's -> their whole windows; the rest carries on."""
         stream = tf.concat([carry, piece], axis=0)
@@ -134,7 +137,7 @@ def chunk_batches(texts, vocab, batch_size, seq_len=100, shuffle=True, cache=Tru
     # carries the same way, but slices a piece of a megabyte about a hundred times slower.)
     ds = (texts.map(ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .scan(tf.zeros([0], tf.int32), cut)
-          .map(lambda w: (w[:, :-1], w[:, 1:]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .map(plain(lambda w: (w[:, :-1], w[:, 1:])), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .unbatch())
     if cache:
         ds = ds.cache()
@@ -168,6 +171,7 @@ def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuff
     rows = batch_size * WINDOW_BATCHES
     keep = max_length - 1  # ids kept per line: inputs and targets add one EOS each
 
+    @plain
     def sort_and_pad(ids, seed_pair):
         """One window of encoded lines -> `(x, y, widths, order)`.
 
@@ -200,11 +204,13 @@ def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuff
             order = tf.gather(order, tf.argsort(tf.random.stateless_uniform([n], seed=seed_pair + 1)))
         return x, y, widths, order
 
+    @plain
     def window_batches(x, y, widths, order):
         """A prepared window -> a dataset of (window, batch index), one element per batch."""
         window = tf.data.Dataset.from_tensors((x, y, widths)).repeat()
         return tf.data.Dataset.zip((window, tf.data.Dataset.from_tensor_slices(order)))
 
+    @plain
     def cut(window, i):
         x, y, widths = window
         rows_i = slice(i * batch_size, (i + 1) * batch_size)
@@ -214,7 +220,7 @@ def lines_batches(texts, vocab, batch_size, max_length=DEFAULT_MAX_LENGTH, shuff
         # New windows every epoch; shuffling lines (not encoded windows) lets
         # encoding overlap with training instead of filling a window buffer.
         texts = texts.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = texts.batch(rows).map(vocab.encode, num_parallel_calls=autotune, deterministic=True)
+    ds = texts.batch(rows).map(plain(vocab.encode), num_parallel_calls=autotune, deterministic=True)
     if cache:
         ds = ds.cache()
         if shuffle:
@@ -236,7 +242,7 @@ def with_known_cardinality(dataset):
     and no "input ran out of data" warning in the first epoch). The pass also
     fills the dataset's cache.
     """
-    n = int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    n = int(dataset.reduce(tf.constant(0, tf.int64), plain(lambda n, _: n + 1)))
     return dataset.apply(tf.data.experimental.assert_cardinality(n))
 
 
@@ -253,4 +259,4 @@ def padding_fraction(dataset, max_batches=None):
 
 def count_tokens(dataset):
     """Number of real (non-padding) target tokens in a batched dataset."""
-    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, xy: n + tf.math.count_nonzero(xy[1])))
+    return int(dataset.reduce(tf.constant(0, tf.int64), plain(lambda n, xy: n + tf.math.count_nonzero(xy[1]))))

@@ -40,6 +40,10 @@ import tensorflow as tf
 
 from keras_textgen import errors
 
+# Functions handed to tf.data in this package are plain TF ops (Python `if`s only on Python values):
+# AutoGraph would only rewrite their source, which costs a run's start more than building its pipeline.
+plain = tf.autograph.experimental.do_not_convert
+
 # Bytes per block read from a file. Larger blocks cost fewer tf.data
 # elements; smaller ones less memory per element (a block's ids take 4x its
 # bytes when encoded).
@@ -233,8 +237,8 @@ def split(documents, mode, every=10, shard=None):
     """
     def part(ranges, open_range, validation):
         if mode == "lines":
-            return ranges.flat_map(lambda *r: _lines(_whole_lines(open_range(*r)), every, validation))
-        return ranges.flat_map(lambda *r: _pieces(_whole_lines(open_range(*r))))
+            return ranges.flat_map(plain(lambda *r: _lines(_whole_lines(open_range(*r)), every, validation)))
+        return ranges.flat_map(plain(lambda *r: _pieces(_whole_lines(open_range(*r)))))
 
     (train, open_train), (validation, open_validation) = documents
     if shard is not None:
@@ -249,9 +253,10 @@ def _whole_lines(blocks):
     between the CR and LF of a line end. A line longer than a block is
     carried until it ends (a file with no line ends is one piece).
     """
-    marked = blocks.map(lambda block: (block, False)).concatenate(
+    marked = blocks.map(plain(lambda block: (block, False))).concatenate(
         tf.data.Dataset.from_tensors((tf.constant(""), True)))
 
+    @plain
     def step(carry, element):
         block, last = element
         text = tf.strings.join([carry, block])
@@ -259,7 +264,7 @@ def _whole_lines(blocks):
         whole = tf.strings.substr(text, 0, tf.strings.length(text) - tf.strings.length(rest))
         return rest, whole
 
-    return marked.scan(tf.constant(""), step).filter(lambda piece: tf.strings.length(piece) > 0)
+    return marked.scan(tf.constant(""), step).filter(plain(lambda piece: tf.strings.length(piece) > 0))
 
 
 def _clean_lines(lines):
@@ -272,12 +277,13 @@ def _lines(pieces, every, validation):
     """One document's lines of one split: its non-blank lines numbered from 0, every `every`-th held out."""
     every = tf.constant(every, tf.int64)
 
+    @plain
     def number(seen, lines):
         n = tf.size(lines, out_type=tf.int64)
         held = (seen + tf.range(n, dtype=tf.int64)) % every == every - 1
         return seen + n, tf.boolean_mask(lines, held if validation else tf.logical_not(held))
 
-    lines = pieces.map(lambda piece: _clean_lines(tf.strings.split(_newlines(piece), "\n")),
+    lines = pieces.map(plain(lambda piece: _clean_lines(tf.strings.split(_newlines(piece), "\n"))),
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return lines.scan(tf.constant(0, tf.int64), number).unbatch()
 
@@ -289,4 +295,4 @@ def _newlines(text):
 
 def _pieces(pieces):
     """One document's pieces of one split as `(text, starts_document)`: the flag on the first piece."""
-    return pieces.map(_newlines).enumerate().map(lambda i, text: (text, tf.equal(i, 0)))
+    return pieces.map(plain(_newlines)).enumerate().map(plain(lambda i, text: (text, tf.equal(i, 0))))

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_textgen import errors
 from keras_textgen import io_utils
+from keras_textgen.sources import plain  # no AutoGraph for tf.data functions
 
 from keras_textgen.tokens import (  # noqa: F401  (re-exported: the reserved ids, defined without TensorFlow)
     EOS_ID, EOS_TOKEN, OOV_ID, OOV_TOKEN, PAD_ID, PAD_TOKEN, WORD_PATTERN)
@@ -377,6 +378,7 @@ def count(texts, level="char", lowercase=False, batch_size=1024, progress=None):
         texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
     pairs = isinstance(texts.element_spec, tuple)
 
+    @plain
     def batch_counts(batch, starts=None):  # a per-batch map: a per-element one would cost more than the count
         if starts is None:
             starts = tf.ones_like(batch, dtype=tf.bool)
@@ -401,7 +403,7 @@ def count(texts, level="char", lowercase=False, batch_size=1024, progress=None):
     counter = collections.Counter()
     total = elements = documents = size = 0
     if pairs:
-        texts = texts.map(lambda text, starts, *_: (text, starts))
+        texts = texts.map(plain(lambda text, starts, *_: (text, starts)))
     batches = texts.batch(batch_size).map(batch_counts, num_parallel_calls=tf.data.AUTOTUNE)
     for uniq, counts, n, starts, nbytes in batches.prefetch(2):
         uniq, counts = uniq.numpy().tolist(), counts.numpy().tolist()
