@@ -246,8 +246,11 @@ def cmd_train(args):
 def cmd_generate(args):
     import tensorflow as tf
 
-    from keras_textgen import artifacts, generation, generator_cache
+    from keras_textgen import artifacts, generation, generator_cache, threads
 
+    # As for training: on a small CPU-only machine one thread per op runs the loop's small ops faster
+    # (bench/HISTORY.md: 3-4x for one prompt of LSTM 256 on 2 cores). First, before any TensorFlow op.
+    threads.configure_threads("auto")
     # Grappler's graph rewrites cost the loop's first call ~2 s and gain nothing measurable at
     # this length (bench/startup.py); this process runs one request, so they are off for it.
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
@@ -272,8 +275,9 @@ def cmd_generate(args):
 
 
 def cmd_evaluate(args):
-    from keras_textgen import artifacts, corpus as corpus_lib, data, errors, model as model_lib
+    from keras_textgen import artifacts, corpus as corpus_lib, data, errors, model as model_lib, threads
 
+    threads.configure_threads("auto")  # as `generate` and `train` do
     model, vocab, config = artifacts.load_model_dir(args.model, compile=False)
     recorded = args.corpus is None or args.corpus == config.get("corpus")
     if recorded and not config.get("corpus"):

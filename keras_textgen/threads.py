@@ -10,8 +10,13 @@ machine that trains the LSTM(128) benchmark model about a quarter faster
 (`bench/`, section 2). On machines with more cores, or with a GPU, the
 default is left alone: there each op has cores to spare.
 
+Generation is the same kind of loop: one LSTM(256) step for one prompt is
+a `[1, 256] x [256, 256]` matmul per gate, so `keras-textgen generate` and
+`evaluate` apply "auto" too.
+
 TensorFlow fixes its thread pools when it runs its first op, so this must
-run first; `keras-textgen train` does (`--intra-op-threads`).
+run first; `keras-textgen train` does (`--intra-op-threads`), and so do
+`generate` and `evaluate`.
 """
 
 import os

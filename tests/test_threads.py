@@ -71,3 +71,22 @@ def test_cli_train_applies_the_setting_and_records_it(tmp_path, flag, expected):
     assert out.returncode == 0, out.stderr
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["intra_op_threads_in_force"] == expected
+
+
+@pytest.mark.slow
+def test_cli_generate_and_evaluate_apply_the_auto_setting(tmp_path):
+    """`generate` and `evaluate` set the pool as `train` does (one thread on a small CPU-only machine)."""
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(LINES * 3) + "\n")
+    model_dir = tmp_path / "model"
+    from keras_textgen import cli
+    assert cli.main(["train", "--corpus", str(corpus), "--out", str(model_dir), *TINY]) == 0
+    got = _fresh_process(
+        "import json, sys, contextlib, io\n"
+        "from keras_textgen import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    codes = [cli.main(['generate', '--model', {str(model_dir)!r}, '--prompt', 'the', '--max-length', '5']),\n"
+        f"             cli.main(['evaluate', '--model', {str(model_dir)!r}])]\n"
+        "import tensorflow as tf\n"
+        "print(json.dumps([codes, tf.config.threading.get_intra_op_parallelism_threads()]))")
+    assert got == [[0, 0], threads.resolve("auto")]
