@@ -111,6 +111,23 @@ def tiny_model(vocab):
     return model
 
 
+def cli_in_process(capsys, args):
+    """`keras_textgen.cli.main(args)` in this process -> `(exit code, stdout, stderr)`.
+
+    An argparse error (`SystemExit`) gives its code too. For the CLI's error paths: a child process
+    each would cost a TensorFlow import and check nothing more.
+    """
+    from keras_textgen import cli
+
+    capsys.readouterr()
+    try:
+        code = cli.main(list(args))
+    except SystemExit as e:  # argparse
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def write_lines_corpus(folder):
     """Writes `folder/lines.txt`, LINES four times, one per line, and returns its path."""
     corpus = folder / "lines.txt"

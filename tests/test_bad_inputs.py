@@ -20,7 +20,7 @@ import tensorflow as tf
 from hypothesis import given, settings, strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import LINES  # noqa: E402
+from conftest import LINES, cli_in_process  # noqa: E402
 
 import keras_textgen as ktg  # noqa: E402
 from keras_textgen import cli, preparation, training  # noqa: E402
@@ -325,17 +325,13 @@ def _run(ctx, args, env=None):
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
-        code = cli.main(args)
-    except SystemExit as e:  # argparse
-        code = e.code
+        return cli_in_process(ctx["capsys"], args)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    captured = ctx["capsys"].readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.slow) if r.slow else r for r in ROWS],

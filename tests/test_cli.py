@@ -12,7 +12,7 @@ import pytest
 
 import keras_textgen as ktg
 from keras_textgen import cli
-from conftest import LINES, ROOT
+from conftest import LINES, ROOT, cli_in_process
 
 pytestmark = pytest.mark.slow  # the CLI end to end: a training, then commands in this and child processes
 
@@ -28,19 +28,12 @@ def run_cli(*args):
 
 
 def run_here(capsys, *args):
-    """`cli.main(args)` in this process -> `(exit code, stdout, stderr)`, as `run_cli` gives them.
+    """`cli.main(args)` in this process, as a `CompletedProcess` like `run_cli`'s (see `cli_in_process`).
 
-    For the error paths: a child process each would cost a TensorFlow import (seconds) and test
-    nothing more; the real console script's one-line errors are checked by `run_cli` cases below
-    and by test_python_dash_m_runs_the_same_command_line.
+    The real console script's one-line errors are checked by the `run_cli` cases below and by
+    test_python_dash_m_runs_the_same_command_line.
     """
-    capsys.readouterr()
-    try:
-        code = cli.main(list(args))
-    except SystemExit as e:  # argparse
-        code = e.code
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+    return subprocess.CompletedProcess(args, *cli_in_process(capsys, args))
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +256,8 @@ def test_python_dash_m_runs_the_same_command_line(tmp_path):
 def test_bad_corpus_exits_2_and_keeps_the_existing_model(trained, tmp_path, make_corpus, message, capsys):
     _, model_dir = trained
     before = {n: (model_dir / n).read_bytes() for n in ("model.keras", "vocab.json", "history.json")}
-    result = run_here(capsys, "train", "--corpus", str(make_corpus(tmp_path)), "--out", str(model_dir), "--force", *TINY)
+    result = run_here(capsys, "train", "--corpus", str(make_corpus(tmp_path)), "--out", str(model_dir), "--force",
+                      *TINY)
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stderr.startswith("keras-textgen train: error: ") and "Traceback" not in result.stderr
