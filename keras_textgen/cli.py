@@ -249,7 +249,7 @@ def cmd_generate(args):
     from keras_textgen import artifacts, generation, generator_cache, threads
 
     # As for training: on a small CPU-only machine one thread per op runs the loop's small ops faster
-    # (bench/HISTORY.md: 3-4x for one prompt of LSTM 256 on 2 cores). First, before any TensorFlow op.
+    # than splitting each across the cores (measured in bench/HISTORY.md). First, before any TensorFlow op.
     threads.configure_threads("auto")
     # Grappler's graph rewrites cost the loop's first call ~2 s and gain nothing measurable at
     # this length (bench/startup.py); this process runs one request, so they are off for it.

@@ -16,13 +16,12 @@ documents' boundaries (only its last, partial window is dropped), split
 into `window[:-1]` and `window[1:]`.
 """
 
-
 import tensorflow as tf
 
 from keras_textgen import corpus as corpus_lib
 from keras_textgen import errors
-from keras_textgen.sources import plain  # no AutoGraph for tf.data functions
 from keras_textgen import vocab as vocab_lib
+from keras_textgen.sources import plain  # no AutoGraph for tf.data functions
 from keras_textgen.config import DEFAULT_MAX_LENGTH  # noqa: F401  (one copy, importable without TensorFlow)
 
 # Lines mode works on windows of this many batches at a time (see lines_batches).

@@ -334,8 +334,7 @@ def _open_rows(delimiter, width):
             return tf.strings.join([tf.strings.reduce_join(rows, separator="\n"), "\n"])
 
         return records.skip(skip).batch(STREAM_ROWS).enumerate().map(
-            sources.plain(lambda number, fields: join(number, fields)), num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True)
+            sources.plain(join), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     return open_rows
 
