@@ -94,7 +94,7 @@ class TrainConfig:
     lowercase: bool = False
     seed: int = None
     backup_every: int = 50
-    sample_prompts: tuple = ("",)
+    sample_prompts: tuple = ("",)  # the samples printed after each epoch start with these; (): no samples
     sample_length: int = 120
     strategy: str = None
     force: bool = False

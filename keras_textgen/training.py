@@ -75,9 +75,9 @@ def default_callbacks(model_dir, vocab, config, print_fn=print, writer=True, sto
         # Listed here so it ends the epoch's progress line before the samples
         # print (Keras otherwise appends its own progress bar after all callbacks).
         keras.callbacks.ProgbarLogger(),
-        callbacks_lib.SampleCallback(vocab, prompts=config.sample_prompts, temperatures=(0.0, 0.8),
-                                     max_length=config.sample_length, seed=config.seed or 0,
-                                     print_fn=print_fn),
+        *([callbacks_lib.SampleCallback(vocab, prompts=config.sample_prompts, temperatures=(0.0, 0.8),
+                                        max_length=config.sample_length, seed=config.seed or 0,
+                                        print_fn=print_fn)] if config.sample_prompts else []),
         backup.BestModelCheckpoint(best_checkpoint_path(model_dir), monitor="val_loss"),
         keras.callbacks.TensorBoard(artifacts.path(model_dir, artifacts.LOG_DIR), write_graph=False),
         backup.HistoryCSV(artifacts.path(model_dir, os.path.join(artifacts.RUN_DIR, artifacts.HISTORY_CSV))),

@@ -84,3 +84,15 @@ def test_a_run_resumed_between_two_calls_still_runs_whole_calls(tmp_path):
     assert int(resumed.optimizer.iterations) == int(reference.optimizer.iterations) == 24
     for got, want in zip(resumed.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_no_sample_prompts_train_without_printing_samples(tmp_path):
+    """`sample_prompts=()` leaves the sampler out (it used to fail at the first epoch's end)."""
+    corpus = write_lines_corpus(tmp_path)
+    printed = []
+    config = training.TrainConfig(corpus=str(corpus), batch_size=8, epochs=2, steps_per_epoch=3, units=8, seed=0,
+                                  time_budget=None, sample_prompts=())
+    training.train(config, tmp_path / "model", print_fn=printed.append, verbose=0)
+    assert ktg.load_model_dir(tmp_path / "model")[0] is not None
+    assert printed and not [line for line in printed if "[sample" in str(line)], printed
