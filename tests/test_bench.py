@@ -183,12 +183,13 @@ def test_quality_chunks_variant_trains_with_the_batch_size_and_dropout_asked():
     assert math.isfinite(row["val_bits_per_char"])
 
 
-@pytest.mark.slow
-def test_quality_variant_flags_are_refused_in_lines_mode():
-    result = subprocess.run([sys.executable, "-m", "bench.quality", "--mode", "lines", "--dropout", "0.2"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    assert "error: --batch-size and --dropout apply to --mode chunks" in result.stderr
+def test_quality_variant_flags_are_refused_in_lines_mode(capsys):
+    from bench import quality
+
+    with pytest.raises(SystemExit) as exit_info:  # argparse's error, before anything is trained
+        quality.main(["--mode", "lines", "--dropout", "0.2"])
+    assert exit_info.value.code == 2
+    assert "error: --batch-size and --dropout apply to --mode chunks" in capsys.readouterr().err
 
 
 def test_training_flops_per_char_follows_the_layer_sizes():

@@ -24,7 +24,7 @@ THREADS, PER_THREAD = 8, 200
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory):
     folder = tmp_path_factory.mktemp("load")
-    model_dir = train_tiny_model_dir(folder, units=16, layers=1, validation_steps=1, seed=4, sample_length=2)
+    model_dir = train_tiny_model_dir(folder, units=16, layers=1, validation_steps=1, seed=4)
     path = export.export_saved_model(model_dir, base_dir=folder / "saved_models", name="toy")
     loaded = tf.saved_model.load(path)
     tokens = [t.decode() for t in loaded.signatures["vocabulary"]()["tokens"].numpy()]

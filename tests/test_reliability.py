@@ -168,7 +168,7 @@ def test_sigkill_mid_training_resumes_by_epoch_and_step(corpus_file, tmp_path, m
 def model_dir(corpus_file, tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained") / "toy"
     config = training.TrainConfig(corpus=str(corpus_file), units=8, layers=1, batch_size=8, epochs=1,
-                                  steps_per_epoch=4, validation_steps=1, seed=2, sample_length=2)
+                                  steps_per_epoch=4, validation_steps=1, seed=2, sample_prompts=())
     training.train(config, folder, print_fn=lambda *_: None, verbose=0)
     return folder
 

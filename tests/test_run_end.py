@@ -32,7 +32,7 @@ def overfitting_config(corpus, **overrides):
     """A tiny model with a high constant learning rate: it memorises within a few epochs."""
     settings = dict(corpus=str(corpus), units=48, layers=1, batch_size=8, dropout=0.0, weight_decay=0.0,
                     learning_rate=0.02, lr_schedule="constant", epochs=14, patience=0, seed=3, time_budget=None,
-                    sample_length=2, sample_prompts=("a",))
+                    sample_prompts=())  # no samples: nothing here reads them
     settings.update(overrides)
     return training.TrainConfig(**settings)
 
@@ -241,7 +241,7 @@ def test_given_settings_override_the_rule():
 def test_train_prints_the_choice_it_made(tmp_path, text_file):
     printed = []
     config = training.TrainConfig(corpus=str(text_file), epochs=1, steps_per_epoch=2, seed=0, time_budget=None,
-                                  sample_length=2)
+                                  sample_prompts=())
     training.train(config, tmp_path / "m", print_fn=printed.append, verbose=0)
     run_config = json.loads((tmp_path / "m" / artifacts.CONFIG_FILE).read_text())
     choice = sizing.choose(run_config["train_tokens"])
