@@ -84,7 +84,8 @@ def prepare(folder, smoke, log):
     from keras_textgen import training
 
     model_dir = os.path.join(folder, "model")
-    steps = dict(epochs=1, steps_per_epoch=5 if smoke else 50, validation_steps=2, time_budget=None, seed=0)
+    steps = dict(epochs=1, steps_per_epoch=5 if smoke else 50, validation_steps=2, time_budget=None, seed=0,
+                 sample_prompts=())  # no samples: none is timed here
     if smoke:
         steps.update(units=32, batch_size=8)
     log(f"  training on python-docs ({steps})")
