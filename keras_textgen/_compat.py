@@ -6,8 +6,10 @@ evaluations inside it) sees a patched Keras. `tests/test_compat.py` fails
 loudly when a patched symbol moves or its source no longer holds the
 pattern the patch works around, so a Keras upgrade makes us look again.
 
-Both patches apply only to training under a `tf.distribute` strategy
-(`keras-textgen train --strategy ...`); a default-strategy run is untouched.
+The two `fit` patches apply only to training under a `tf.distribute`
+strategy (`keras-textgen train --strategy ...`); a default-strategy run is
+untouched. `matplotlib_held_back` applies only while the CLI imports
+TensorFlow, so this module imports neither Keras nor TensorFlow itself.
 
 Example:
 
@@ -16,21 +18,51 @@ Example:
 """
 
 import contextlib
-
-import keras
-import tensorflow as tf
+import sys
 
 # The Keras releases the bugs below were reproduced with; setup.cfg allows keras>=3.3,<4.
 SEEN_WITH = ("3.15",)
 
 
 def keras_version():
+    import keras
+
     return tuple(int(p) for p in keras.__version__.split(".")[:2])
+
+
+@contextlib.contextmanager
+def matplotlib_held_back():
+    """Imports inside the block find no matplotlib; after it, matplotlib imports as usual.
+
+    The cost (no upstream issue found; seen with Keras 3.15): `import
+    tensorflow` imports Keras, whose `keras.src.visualization` imports
+    `matplotlib.pyplot` at module level, inside `try/except ImportError`:
+    about a second of every start of `keras-textgen`, which never plots an
+    image gallery. Held back, those Keras modules take matplotlib as absent
+    (`keras.visualization.plot_image_gallery` and
+    `plot_bounding_box_gallery` then say it is missing); `train`'s history
+    plot imports it later, when it draws. Does nothing when matplotlib is
+    already imported.
+
+    >>> with _compat.matplotlib_held_back():
+    ...     import tensorflow as tf
+    """
+    if "matplotlib" in sys.modules:
+        yield
+        return
+    sys.modules["matplotlib"] = None  # `import matplotlib...` raises ModuleNotFoundError
+    try:
+        yield
+    finally:
+        if "matplotlib" in sys.modules and sys.modules["matplotlib"] is None:
+            del sys.modules["matplotlib"]
 
 
 @contextlib.contextmanager
 def distributed_fit(model, strategy, element_spec):
     """Patches Keras for `fit` under `strategy` (not the default strategy); undoes them on exit."""
+    import tensorflow as tf
+
     with contextlib.ExitStack() as stack:
         stack.enter_context(build_from_spec(model, element_spec))
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode():
@@ -75,6 +107,7 @@ def scalar_logs_reduced_across_workers():
     and metrics ("Invalid reduction dimension 0 for input with 0
     dimensions"). Everything that is not a scalar goes to Keras unchanged.
     """
+    import tensorflow as tf
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
     original = tf_trainer.reduce_per_replica

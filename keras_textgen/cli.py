@@ -27,12 +27,15 @@ def _import_tensorflow_quietly():
     """
     import tempfile
 
+    from keras_textgen import _compat
+
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
+            with _compat.matplotlib_held_back():  # a second of every start (see there)
+                import tensorflow as tf
 
             tf.config.list_physical_devices()
         except BaseException:
