@@ -93,6 +93,7 @@ print(repr(ktg.generate(model, vocab, ["the"], max_length=6, temperature=0.0)[0]
 """
 
 
+@pytest.mark.slow  # trains with model.fit in a child process
 def test_a_model_fit_script_s_model_loads_with_keras_textgen_load(tmp_path):
     fit = _python(FIT_SCRIPT.format(lines=LINES), str(tmp_path))
     assert fit.returncode == 0, fit.stderr[-2000:]

@@ -65,6 +65,7 @@ def test_a_lock_leaves_no_folder_it_created(tmp_path):
 TINY = ["--units", "8", "--layers", "1", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2", "--seed", "1"]
 
 
+@pytest.mark.slow  # trains and exports
 def test_train_and_export_refuse_a_target_in_use_and_take_over_a_dead_one(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(LINES) + "\n")
