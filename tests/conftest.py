@@ -133,6 +133,17 @@ def cli_in_process(capsys, args):
     return code, captured.out, captured.err
 
 
+def fresh_process_json(code):
+    """Runs `python -c code` in a fresh process; asserts it succeeded and returns its last line of stdout as JSON."""
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def write_lines_corpus(folder):
     """Writes `folder/lines.txt`, LINES four times, one per line, and returns its path."""
     corpus = folder / "lines.txt"

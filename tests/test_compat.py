@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from keras_textgen import _compat
+from conftest import fresh_process_json
 
 
 def test_keras_is_a_version_the_patches_were_checked_with():
@@ -60,29 +61,17 @@ def test_patches_are_undone_after_the_block():
     assert model._maybe_symbolic_build.__func__ is tf_trainer.TensorFlowTrainer._maybe_symbolic_build
 
 
-def _fresh_process_json(code):
-    import json
-    import os
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.slow
 def test_tensorflow_s_import_still_imports_matplotlib():
     """What `matplotlib_held_back` works around; when this fails, Keras stopped: drop the workaround."""
-    loaded = _fresh_process_json("import json, sys, tensorflow\n"
+    loaded = fresh_process_json("import json, sys, tensorflow\n"
                                  "print(json.dumps('matplotlib.pyplot' in sys.modules))")
     assert loaded, "Keras no longer imports matplotlib with TensorFlow: drop _compat.matplotlib_held_back"
 
 
 @pytest.mark.slow
 def test_matplotlib_held_back_during_the_import_and_importable_after_it():
-    held, after = _fresh_process_json(
+    held, after = fresh_process_json(
         "import json, sys\n"
         "from keras_textgen import _compat\n"
         "with _compat.matplotlib_held_back():\n"

@@ -15,7 +15,7 @@ import tensorflow as tf
 import keras_textgen as ktg
 from keras_textgen import cli, errors, export
 from keras_textgen.lite import LiteGenerator
-from conftest import LINES, train_tiny_model_dir
+from conftest import LINES, fresh_process_json, train_tiny_model_dir
 
 PROMPTS = ["the cat", "", "€ unknown ☃", "a dog"]
 REQUEST = dict(max_length=40, temperature=0.0, top_k=0, top_p=1.0, seed=0)
@@ -47,10 +47,7 @@ def tflite_files(model_dir, tmp_path_factory):
 
 
 def run_python(code):
-    result = subprocess.run([sys.executable, "-c", BLOCK_KERAS + textwrap.dedent(code)], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return fresh_process_json(BLOCK_KERAS + textwrap.dedent(code))
 
 
 @pytest.mark.slow

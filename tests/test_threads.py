@@ -1,15 +1,12 @@
 """The CPU thread policy (`keras_textgen.threads`) and the CLI's --intra-op-threads."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from keras_textgen import errors
 from keras_textgen import threads
-from conftest import LINES
+from conftest import LINES, fresh_process_json
 from test_cli import TINY, run_cli
 
 
@@ -30,16 +27,9 @@ def test_bad_counts_are_refused(value):
         threads.resolve(value)
 
 
-def _fresh_process(code):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.slow
 def test_configure_threads_sets_the_pool_in_a_fresh_process():
-    got = _fresh_process(
+    got = fresh_process_json(
         "import json, tensorflow as tf, keras_textgen as ktg\n"
         "applied = ktg.configure_threads(3)\n"
         "tf.constant(1.0) + 1.0\n"
@@ -49,7 +39,7 @@ def test_configure_threads_sets_the_pool_in_a_fresh_process():
 
 @pytest.mark.slow
 def test_auto_after_tensorflow_started_keeps_the_default_and_explicit_is_an_error():
-    got = _fresh_process(
+    got = fresh_process_json(
         "import json, tensorflow as tf, keras_textgen as ktg\n"
         "tf.constant(1.0) + 1.0\n"
         "auto = ktg.configure_threads('auto')\n"
@@ -81,7 +71,7 @@ def test_cli_generate_and_evaluate_apply_the_auto_setting(tmp_path):
     model_dir = tmp_path / "model"
     from keras_textgen import cli
     assert cli.main(["train", "--corpus", str(corpus), "--out", str(model_dir), *TINY]) == 0
-    got = _fresh_process(
+    got = fresh_process_json(
         "import json, sys, contextlib, io\n"
         "from keras_textgen import cli\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
