@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_textgen import errors
 from keras_textgen import generation
 from keras_textgen import model as model_lib
 
@@ -15,7 +16,7 @@ class SampleCallback(keras.callbacks.LambdaCallback):
 
     Args:
         vocab: the model's `Vocabulary`.
-        prompts: prompts to continue.
+        prompts: prompts to continue, at least one (for no samples, leave the callback out).
         temperatures: sampling temperatures; 0 means greedy.
         max_length: tokens to generate per sample.
         every: print every this many epochs.
@@ -32,6 +33,8 @@ class SampleCallback(keras.callbacks.LambdaCallback):
                  print_fn=print):
         self.vocab = vocab
         self.prompts = list(prompts)
+        if not self.prompts:  # else the first epoch's end would fail, after a whole epoch of training
+            raise errors.ConfigError("SampleCallback needs at least one prompt; for no samples, leave it out")
         self.temperatures = list(temperatures)
         self.max_length = max_length
         self.every = every

@@ -86,6 +86,11 @@ def test_a_run_resumed_between_two_calls_still_runs_whole_calls(tmp_path):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_a_sampler_without_prompts_is_refused_before_training(vocab):
+    with pytest.raises(errors.ConfigError, match="SampleCallback needs at least one prompt"):
+        ktg.SampleCallback(vocab, prompts=())
+
+
 @pytest.mark.slow
 def test_no_sample_prompts_train_without_printing_samples(tmp_path):
     """`sample_prompts=()` leaves the sampler out (it used to fail at the first epoch's end)."""
