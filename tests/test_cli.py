@@ -1,5 +1,7 @@
 """The command line, end to end on tiny models."""
 
+import contextlib
+import io
 import json
 import math
 import os
@@ -37,13 +39,22 @@ def run_here(capsys, *args):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def training_run(tmp_path_factory):
+    """`(corpus, model directory, what train printed)` of one CLI training, shared by this module's tests."""
     folder = tmp_path_factory.mktemp("cli")
     corpus = folder / "lines.txt"
     corpus.write_text("\n".join(LINES * 3) + "\n")
     model_dir = folder / "model"
-    assert cli.main(["train", "--corpus", str(corpus), "--out", str(model_dir), *TINY]) == 0
-    return corpus, model_dir
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["train", "--corpus", str(corpus), "--out", str(model_dir), *TINY, "--sample-prompt", "the"])
+    assert code == 0
+    return corpus, model_dir, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(training_run):
+    return training_run[:2]
 
 
 def test_train_writes_the_model_directory(trained):
@@ -58,13 +69,8 @@ def test_train_writes_the_model_directory(trained):
     assert not [n for n in names if n.startswith(".")]  # no temporary files left behind
 
 
-def test_train_prints_samples(tmp_path, capsys):
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("\n".join(LINES) + "\n")
-    code = cli.main(["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), *TINY,
-                     "--sample-prompt", "the"])
-    out = capsys.readouterr().out
-    assert code == 0
+def test_train_prints_samples(training_run):
+    out = training_run[2]
     assert "[sample epoch 1 greedy] 'the' -> 'the" in out
     assert "[sample epoch 2 T=0.8]" in out
 

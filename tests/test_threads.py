@@ -52,25 +52,39 @@ def test_auto_after_tensorflow_started_keeps_the_default_and_explicit_is_an_erro
     assert "before TensorFlow runs its first op" in got[2]
 
 
-@pytest.mark.parametrize("flag, expected", [(["--intra-op-threads", "3"], 3), ([], threads.resolve("auto"))])
-@pytest.mark.slow
-def test_cli_train_applies_the_setting_and_records_it(tmp_path, flag, expected):
-    corpus = tmp_path / "lines.txt"
+def cli_train(folder, *flag):
+    """Trains with the console script in a child process (TINY, `flag`); returns the model directory."""
+    corpus = folder / "lines.txt"
     corpus.write_text("\n".join(LINES * 3) + "\n")
-    out = run_cli("train", "--corpus", str(corpus), "--out", str(tmp_path / "model"), *TINY, *flag)
+    out = run_cli("train", "--corpus", str(corpus), "--out", str(folder / "model"), *TINY, *flag)
     assert out.returncode == 0, out.stderr
-    config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["intra_op_threads_in_force"] == expected
+    return folder / "model"
+
+
+def threads_in_force(model_dir):
+    return json.loads((model_dir / "config.json").read_text())["intra_op_threads_in_force"]
+
+
+@pytest.fixture(scope="module")
+def auto_model_dir(tmp_path_factory):
+    """A model the console script trained with the default setting (auto)."""
+    return cli_train(tmp_path_factory.mktemp("auto"))
 
 
 @pytest.mark.slow
-def test_cli_generate_and_evaluate_apply_the_auto_setting(tmp_path):
+def test_cli_train_applies_an_explicit_setting_and_records_it(tmp_path):
+    assert threads_in_force(cli_train(tmp_path, "--intra-op-threads", "3")) == 3
+
+
+@pytest.mark.slow
+def test_cli_train_applies_the_auto_setting_and_records_it(auto_model_dir):
+    assert threads_in_force(auto_model_dir) == threads.resolve("auto")
+
+
+@pytest.mark.slow
+def test_cli_generate_and_evaluate_apply_the_auto_setting(auto_model_dir):
     """`generate` and `evaluate` set the pool as `train` does (one thread on a small CPU-only machine)."""
-    corpus = tmp_path / "lines.txt"
-    corpus.write_text("\n".join(LINES * 3) + "\n")
-    model_dir = tmp_path / "model"
-    from keras_textgen import cli
-    assert cli.main(["train", "--corpus", str(corpus), "--out", str(model_dir), *TINY]) == 0
+    model_dir = auto_model_dir
     got = fresh_process_json(
         "import json, sys, contextlib, io\n"
         "from keras_textgen import cli\n"
