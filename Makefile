@@ -36,8 +36,10 @@ run: $(STAMP)
 # Test files run side by side (pytest-xdist), each file in one worker so its module fixtures (trained
 # models) are built once; at most 4 workers, since each holds its own TensorFlow (~1 GB). No more workers
 # than cores: the child processes many tests start already fill the cores, and a third worker on two
-# cores made the suite slower, not faster.
-PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile
+# cores made the suite slower, not faster. --no-loadscope-reorder: the workers take the files in collection
+# order, longest first (tests/conftest.py); by default xdist hands out the files with the most tests first,
+# which left the long ones with few tests (test_distribute, test_generator_cache) for the end.
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PYTEST) tests

@@ -51,10 +51,13 @@ def reliability_seed():
 
 
 # The longest test files, longest first. `make test` hands whole files to its workers (xdist's loadfile) in
-# collection order, alphabetical by default: a long file that comes late leaves one worker running it alone
-# at the end. Started first, the short files fill in around them. (Order from the durations of a whole run.)
-LONGEST_FIRST = ["test_bench.py", "test_reliability.py", "test_export.py", "test_run_end.py", "test_distribute.py",
-                 "test_csv_stream.py", "test_cli.py", "test_sources.py"]
+# collection order (--no-loadscope-reorder; xdist would otherwise start with the files of most tests), which
+# is alphabetical by default: a long file that comes late leaves one worker running it alone at the end.
+# Started first, the short files fill in around them. (Order from the durations of whole runs.)
+LONGEST_FIRST = ["test_bench.py", "test_reliability.py", "test_distribute.py", "test_export.py", "test_run_end.py",
+                 "test_csv_stream.py", "test_cli.py", "test_training.py", "test_sources.py", "test_generation.py",
+                 "test_pipelines.py", "test_keras_load.py", "test_threads.py", "test_bad_inputs.py",
+                 "test_generator_cache.py"]
 
 
 def pytest_collection_modifyitems(config, items):
