@@ -40,6 +40,12 @@ def saved_model(model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def served(saved_model):
+    """The SavedModel loaded once in this process (`tf.saved_model.load`), for the in-process requests."""
+    return tf.saved_model.load(saved_model)
+
+
+@pytest.fixture(scope="module")
 def tflite_files(model_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp("lite")
     return {q: export.export_tflite(model_dir, base_dir=base, name="toy", quantize=q)
@@ -130,9 +136,9 @@ def test_saved_model_cli_lists_the_signatures(saved_model):
 
 
 @pytest.mark.slow
-def test_step_signature_matches_keras(saved_model, loaded):
+def test_step_signature_matches_keras(served, loaded):
     model, vocab, _ = loaded
-    sm = tf.saved_model.load(saved_model)
+    sm = served
     step = sm.signatures["step"]
     names = [n for n in step.structured_outputs if n != "logits"]
     states = {n: tf.zeros([1, 24]) for n in names}
@@ -155,9 +161,8 @@ def test_step_signature_matches_keras(saved_model, loaded):
     (dict(max_length=10**9), "max_length"),
 ])
 @pytest.mark.slow
-def test_bad_requests_get_a_clear_error_and_the_model_keeps_serving(saved_model, request_kwargs, message):
-    sm = tf.saved_model.load(saved_model)
-    f = sm.signatures["serving_default"]
+def test_bad_requests_get_a_clear_error_and_the_model_keeps_serving(served, request_kwargs, message):
+    f = served.signatures["serving_default"]
     request = {**REQUEST, **request_kwargs}
     args = dict(prompt=tf.constant(["the"]), max_length=tf.constant(request["max_length"]),
                 temperature=tf.constant(request["temperature"]), top_k=tf.constant(request["top_k"]),
@@ -170,10 +175,10 @@ def test_bad_requests_get_a_clear_error_and_the_model_keeps_serving(saved_model,
 
 
 @pytest.mark.slow
-def test_prompt_over_the_limit_is_refused_by_the_server(saved_model):
+def test_prompt_over_the_limit_is_refused_by_the_server(served):
     from keras_textgen.generation import MAX_PROMPT_TOKENS
 
-    f = tf.saved_model.load(saved_model).signatures["serving_default"]
+    f = served.signatures["serving_default"]
     args = dict(max_length=tf.constant(5), temperature=tf.constant(0.0), top_k=tf.constant(0),
                 top_p=tf.constant(1.0), seed=tf.constant(0, tf.int64))
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"longer than {MAX_PROMPT_TOKENS} tokens"):
@@ -216,11 +221,11 @@ def test_tflite_logits_match_keras_for_100_steps(tflite_files, loaded):
 
 
 @pytest.mark.slow
-def test_greedy_text_identical_across_keras_saved_model_and_tflite(tflite_files, saved_model, loaded):
+def test_greedy_text_identical_across_keras_saved_model_and_tflite(tflite_files, served, loaded):
     model, vocab, _ = loaded
     prompts = ["the cat", "a"]
     keras_text = ktg.generate(model, vocab, prompts, max_length=200, temperature=0)
-    sm = tf.saved_model.load(saved_model).signatures["serving_default"]
+    sm = served.signatures["serving_default"]
     sm_text = [t.decode() for t in sm(prompt=tf.constant(prompts), max_length=tf.constant(200),
                                       temperature=tf.constant(0.0), top_k=tf.constant(0), top_p=tf.constant(1.0),
                                       seed=tf.constant(0, tf.int64))["text"].numpy()]
