@@ -29,8 +29,8 @@ class PerGateLSTM(keras.layers.LSTM):
     `return_sequences`; a test checks them all against Keras's layer.
     Keras's own loop still runs where it is the better one: on a machine
     with a GPU (cuDNN; `use_cudnn=True` behaves as in Keras, an error
-    without one), with `unroll=True`, and in training with `dropout` or
-    `recurrent_dropout` (its dropout masks live in the cell).
+    without one), with `unroll=True`, and in training with input `dropout`.
+    `recurrent_dropout` runs in this loop, with the masks Keras's cell draws.
 
     With `one_hot_inputs=True` the layer takes its input rows to be one-hot
     vectors or all zeros (what `TokenEncoding` gives, and what `build_model`
@@ -65,7 +65,7 @@ class PerGateLSTM(keras.layers.LSTM):
     def inner_loop(self, sequences, initial_state, mask, training=False):
         cell = self.cell
         cudnn = self.use_cudnn is True or (self.use_cudnn == "auto" and tf.config.list_logical_devices("GPU"))
-        if cudnn or self.unroll or (training and (cell.dropout or cell.recurrent_dropout)):
+        if cudnn or self.unroll or (training and cell.dropout):
             return super().inner_loop(sequences, initial_state, mask, training=training)
         if isinstance(mask, (list, tuple)):
             mask = mask[0]
@@ -74,9 +74,12 @@ class PerGateLSTM(keras.layers.LSTM):
             sequences = tf.where(tf.reduce_any(sequences != 0, axis=-1),
                                  tf.argmax(sequences, axis=-1, output_type=tf.int32) + 1, 0)
         weights = gate_weights(cell, self.one_hot_inputs)
+        # Keras's variational recurrent dropout: one mask per gate for the whole sequence, drawn (and cached
+        # in the cell) by `keras.layers.RNN.call` before this loop runs, as its own loop reads them.
+        dropped = cell.get_recurrent_dropout_mask(initial_state[0]) if training and cell.recurrent_dropout else None
 
         def step(x, states):
-            h, c = step_gates(cell, weights, project_gates(weights, x), *states)
+            h, c = step_gates(cell, weights, project_gates(weights, x), *states, recurrent_masks=dropped)
             return h, [h, c]
 
         return _time_loop(step, sequences, list(initial_state), mask, go_backwards=self.go_backwards,
@@ -150,13 +153,18 @@ def project_gates(weights, x):
     return out
 
 
-def step_gates(cell, weights, projected, h, c):
+def step_gates(cell, weights, projected, h, c, recurrent_masks=None):
     """One LSTM step from the gates' input projections: Keras's `LSTMCell` arithmetic, gate by gate.
+
+    `recurrent_masks`: `None`, or the four gates' recurrent dropout masks
+    (`[batch, units]` each, as `LSTMCell.get_recurrent_dropout_mask` gives),
+    applied to `h` where it enters each gate, as Keras's cell does.
 
     Returns:
         The new `(h, c)`.
     """
-    z_i, z_f, z_c, z_o = [p + ops.matmul(h, r) for p, r in zip(projected, weights.recurrent)]
+    gate_h = [h] * 4 if recurrent_masks is None else [h * m for m in recurrent_masks]
+    z_i, z_f, z_c, z_o = [p + ops.matmul(h_, r) for p, h_, r in zip(projected, gate_h, weights.recurrent)]
     i = cell.recurrent_activation(z_i)
     f = cell.recurrent_activation(z_f)
     c = f * c + i * cell.activation(z_c)

@@ -100,8 +100,21 @@ def test_initial_state_and_returned_states_match_keras():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_training_with_dropout_uses_keras_loop_and_its_dropout():
-    ours, theirs = pair(recurrent_dropout=0.5)
+def test_recurrent_dropout_in_training_matches_keras_loop_with_the_same_masks():
+    """Keras's variational recurrent dropout (one mask per gate and sequence), in the package's loop."""
+    ours, theirs = pair(recurrent_dropout=0.5, seed=7)  # same seed: both cells draw the same four masks
+    x = masked_inputs()
+    mask = tf.reduce_any(x != 0.0, axis=-1)
+    (y_ours, g_ours), (y_theirs, g_theirs) = outputs_and_gradients((ours, theirs), x, mask)
+    np.testing.assert_allclose(y_ours, y_theirs, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_ours, g_theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(y_ours, ours(x, mask=mask, training=False).numpy(), atol=1e-3)  # it did drop
+    np.testing.assert_allclose(ours(x, training=False), theirs(x, training=False), rtol=1e-5, atol=1e-5)
+
+
+def test_training_with_input_dropout_uses_keras_loop_and_its_dropout():
+    ours, theirs = pair(dropout=0.5)
     x = masked_inputs()
     keras.utils.set_random_seed(3)
     dropped = ours(x, training=True).numpy()
