@@ -157,6 +157,8 @@ def build_parser():
     p.add_argument("--embedding-dim", type=_non_negative_int,
                    help="embedding width; 0 = one-hot inputs (default: one-hot for characters, 128 for words)")
     p.add_argument("--dropout", type=_number, help="dropout after each recurrent layer (default: from the corpus size)")
+    p.add_argument("--recurrent-dropout", type=_number,
+                   help="dropout of the state entering each gate, one mask per sequence (default: from the corpus size)")
     p.add_argument("--learning-rate", type=_number, help="peak learning rate (default: from the corpus size)")
     p.add_argument("--weight-decay", type=_number, help="AdamW weight decay; 0 = Adam (default: from the corpus size)")
     p.add_argument("--max-tokens", type=_positive_int, help="vocabulary size cap (default for words: 20000)")
@@ -230,7 +232,7 @@ def cmd_train(args):
         time_budget=args.time_budget, lr_schedule=args.lr_schedule, batch_size=args.batch_size, seq_len=args.seq_len,
         max_line_length=args.max_line_length, sample_length=args.sample_length,
         units=args.units, layers=args.layers, cell=args.cell, embedding_dim=args.embedding_dim,
-        dropout=args.dropout, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
         max_tokens=args.max_tokens,
         min_frequency=args.min_frequency, lowercase=args.lowercase, seed=args.seed,
         backup_every=args.backup_every, sample_prompts=tuple(args.sample_prompts or ("",)),

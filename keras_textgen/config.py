@@ -17,8 +17,8 @@ DEFAULT_MAX_LENGTH = 256
 
 
 DEFAULT_TIME_BUDGET = 300.0  # seconds: a first run on a laptop ends by itself within minutes (docs/training.md)
-AUTO_FIELDS = ("batch_size", "units", "layers", "embedding_dim", "dropout", "learning_rate", "weight_decay",
-               "max_tokens", "min_frequency")
+AUTO_FIELDS = ("batch_size", "units", "layers", "embedding_dim", "dropout", "recurrent_dropout", "learning_rate",
+               "weight_decay", "max_tokens", "min_frequency")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -87,6 +87,7 @@ class TrainConfig:
     layers: int = None
     embedding_dim: int = None  # 0: one-hot inputs
     dropout: float = None
+    recurrent_dropout: float = None
     learning_rate: float = None
     weight_decay: float = None  # AdamW's; 0: Adam
     max_tokens: int = None
@@ -141,8 +142,10 @@ class TrainConfig:
             raise errors.ConfigError(f"mode must be 'lines' or 'chunks', got {self.mode!r}")
         if self.learning_rate is not None and not (_is_number(self.learning_rate) and self.learning_rate > 0):
             raise errors.ConfigError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
-        if self.dropout is not None and not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
-            raise errors.ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("dropout", "recurrent_dropout"):
+            value = getattr(self, name)
+            if value is not None and not (_is_number(value) and 0.0 <= value < 1.0):
+                raise errors.ConfigError(f"{name} must be in [0, 1), got {value!r}")
         if self.strategy not in (None, "default") + STRATEGIES:
             raise errors.ConfigError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.deterministic and self.seed is None:

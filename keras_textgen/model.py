@@ -14,7 +14,7 @@ from keras_textgen.vocab import PAD_ID
 CELLS = {"lstm": PerGateLSTM, "gru": keras.layers.GRU}
 
 
-def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dropout=0.0,
+def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dropout=0.0, recurrent_dropout=0.0,
                 learning_rate=5e-3, clipnorm=1.0, steps_per_execution=1, compile=True, weight_decay=None):
     """Builds (and compiles) the `keras.Sequential` next-token model.
 
@@ -32,6 +32,9 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
         embedding_dim: `None` for one-hot inputs (best for characters), or the
             width of a trainable embedding (best for words).
         dropout: dropout rate between layers (0 turns it off).
+        recurrent_dropout: the recurrent layers' own `recurrent_dropout` (Keras's
+            variational dropout of the state entering each gate, one mask
+            per sequence; 0 turns it off).
         learning_rate: the optimizer's learning rate, a float or a
             `keras.optimizers.schedules.LearningRateSchedule` (such as
             `keras_textgen.schedules.WarmupCosineDecay`).
@@ -58,8 +61,9 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
         raise errors.ConfigError(f"units and layers must be >= 1, got units={units}, layers={layers}")
     if cell not in CELLS:
         raise errors.ConfigError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise errors.ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+        if not 0.0 <= rate < 1.0:
+            raise errors.ConfigError(f"{name} must be in [0, 1), got {rate}")
     stack = [
         keras.Input(shape=(None,), dtype="int32", name="token_ids"),
         TokenEncoding(vocab_size, embedding_dim, name="token_encoding"),
@@ -68,6 +72,8 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
     for i in range(layers):
         # The first LSTM of a one-hot model reads its input projection as kernel rows.
         options = {"one_hot_inputs": True} if cell == "lstm" and i == 0 and embedding_dim is None else {}
+        if recurrent_dropout:
+            options["recurrent_dropout"] = recurrent_dropout
         stack.append(CELLS[cell](units, return_sequences=True, name=f"{cell}_{i}", **options))
         if dropout:
             stack.append(keras.layers.Dropout(dropout, name=f"dropout_{i}"))

@@ -48,7 +48,8 @@ def describe(config, tokens):
         words = f", words seen >= {config.min_frequency or 1}x, at most {config.max_tokens or 'all'}"
     return (f"corpus of {tokens:,} {config.level}s -> {config.cell.upper()} {config.units}"
             + (f" x{config.layers}" if config.layers > 1 else "")
-            + f", dropout {config.dropout:g}, "
+            + f", dropout {config.dropout:g}"
+            + (f", recurrent dropout {config.recurrent_dropout:g}" if config.recurrent_dropout else "") + ", "
             + (f"AdamW wd {config.weight_decay:g}" if config.weight_decay else "Adam")
             + f", batch {config.batch_size}, lr {config.learning_rate:g} ({config.lr_schedule}), {encoding}{words}")
 

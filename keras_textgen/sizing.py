@@ -11,21 +11,21 @@ explicitly overrides the rule.
 
 import dataclasses
 
-# (training tokens below, units, layers, dropout, batch size, peak learning rate) for character models,
-# smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md) on 30k-1M characters:
-# below ~200k a narrow LSTM that takes more steps in the budget beats a wider, more regularised one; at
-# 300k and the default 5-minute budget a wide LSTM with heavy dropout and a higher peak rate (it trades
-# steps for capacity: behind in budgets of a minute or two). The last row is not measured here.
+# (training tokens below, units, layers, dropout, batch size, peak learning rate, recurrent dropout of a long
+# run) for character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md)
+# on 30k-1M characters: below ~200k a narrow LSTM that takes more steps in the budget beats a wider, more
+# regularised one; at 300k and the default 5-minute budget a wide LSTM with heavy dropout and a higher peak
+# rate (it trades steps for capacity: behind in budgets of a minute or two). The last row is not measured here.
 CHAR_RULE = (
-    (200_000, 128, 1, 0.2, 32, 5e-3),
-    (3_000_000, 512, 1, 0.5, 32, 1e-2),
-    (float("inf"), 512, 1, 0.2, 64, 5e-3),
+    (200_000, 128, 1, 0.2, 32, 5e-3, 0.0),
+    (3_000_000, 512, 1, 0.5, 32, 1e-2, 0.25),
+    (float("inf"), 512, 1, 0.2, 64, 5e-3, 0.0),
 )
 # Word models: the vocabulary grows with the text and most words are rare.
 WORD_RULE = (
-    (200_000, 256, 1, 0.5, 32, 5e-3),
-    (2_000_000, 256, 1, 0.4, 64, 5e-3),
-    (float("inf"), 512, 2, 0.3, 128, 5e-3),
+    (200_000, 256, 1, 0.5, 32, 5e-3, 0.0),
+    (2_000_000, 256, 1, 0.4, 64, 5e-3, 0.0),
+    (float("inf"), 512, 2, 0.3, 128, 5e-3, 0.0),
 )
 # AdamW's decoupled decay, on kernels and embeddings, not biases. Keras decays by lr * wd per step: 0.01 at
 # a 5e-3 peak is nanoGPT's 0.1 at 6e-4 per step; 0.1 here held the weights back (docs/training.md).
@@ -33,6 +33,11 @@ WORD_RULE = (
 # a minute a wide LSTM takes too few steps to pass it (bench/HISTORY.md: 300k characters, 1 minute: LSTM 128
 # 2.59-2.65 bits/char against LSTM 512 2.94-2.96; 2 minutes: LSTM 512 ahead, 2.30 against 2.39).
 SHORT_BUDGET = 120
+# A run with no budget or one of at least this many seconds also gets its row's recurrent dropout (Keras's
+# variational dropout of the state entering each gate). It trades the first part of a run for the end: on the
+# 300k own corpus, LSTM 512 at equal steps was behind for the first half of a run and ahead once the model
+# without it began to memorise (bench/HISTORY.md), which in a 5-minute budget it does only on a fast CPU.
+LONG_BUDGET = 600
 WEIGHT_DECAY = 0.01
 LEARNING_RATE = 5e-3  # the peak of the warm-up + cosine schedule, unless the row says otherwise
 WORD_EMBEDDING_DIM = 128
@@ -48,6 +53,7 @@ class Choice:
     layers: int
     dropout: float
     batch_size: int
+    recurrent_dropout: float = 0.0
     weight_decay: float = WEIGHT_DECAY
     learning_rate: float = LEARNING_RATE
     embedding_dim: int = None
@@ -73,23 +79,26 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
         tokens: characters (char level) or words (word level) in the training split.
         level: `"char"` or `"word"`.
         vocab_size: ids in the vocabulary, if known: a wide one gets an embedding.
-        time_budget: the run's training budget in seconds, if any: under
-            `SHORT_BUDGET` the rule's narrowest row is used.
+        time_budget: the run's training budget in seconds, or `None` for none:
+            under `SHORT_BUDGET` the rule's narrowest row is used; from
+            `LONG_BUDGET` on (or with none) the row's recurrent dropout is added.
 
     Returns:
         A `Choice`.
 
     Example:
 
-    >>> choose(276_494)
-    Choice(units=512, layers=1, dropout=0.5, batch_size=32, weight_decay=0.01, learning_rate=0.01, ...)
+    >>> choose(276_494, time_budget=300)
+    Choice(units=512, layers=1, dropout=0.5, batch_size=32, recurrent_dropout=0.0, weight_decay=0.01, ...)
     """
     rule = WORD_RULE if level == "word" else CHAR_RULE
     short = time_budget is not None and time_budget < SHORT_BUDGET
     row = rule[0] if short else next(row for row in rule if tokens < row[0])
-    below, units, layers, dropout, batch_size, learning_rate = row
+    below, units, layers, dropout, batch_size, learning_rate, long_run_recurrent_dropout = row
+    long = time_budget is None or time_budget >= LONG_BUDGET
     min_frequency, max_tokens = vocabulary_settings(tokens, level)
     wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
     return Choice(units=units, layers=layers, dropout=dropout, batch_size=batch_size, learning_rate=learning_rate,
+                  recurrent_dropout=long_run_recurrent_dropout if long else 0.0,
                   embedding_dim=WORD_EMBEDDING_DIM if wide else None,
                   min_frequency=min_frequency, max_tokens=max_tokens)

@@ -181,6 +181,7 @@ def _train(config, model_dir, print_fn, verbose):
                                                         warmup_steps=min(WARMUP_STEPS, max(1, total_steps // 10)))
         model = model_lib.build_model(vocab, units=config.units, layers=config.layers, cell=config.cell,
                                       embedding_dim=config.embedding_dim or None, dropout=config.dropout,
+                                      recurrent_dropout=config.recurrent_dropout,
                                       learning_rate=learning_rate, weight_decay=config.weight_decay)
     clock = stopping.RunClock(config.time_budget, progress=getattr(learning_rate, "progress", None))
     stoppers = [clock] + ([stopping.EarlyStopping(config.patience)] if config.patience else [])

@@ -216,6 +216,8 @@ ROWS = [
         setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--dropout 1.5", "error: dropout must be in [0, 1)", _train("--dropout", "1.5"),
         "dropout must be in [0, 1)", setup=_file("c.txt", "\n".join(LINES))),
+    Row("training", "--recurrent-dropout 1", "error: recurrent_dropout must be in [0, 1)",
+        _train("--recurrent-dropout", "1"), "recurrent_dropout must be in [0, 1)", setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--seq-len longer than the corpus (chunks mode)", "error: lower --seq-len",
         _train("--mode", "chunks", "--seq-len", "100000"), "lower --seq-len", setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--out is a file", "error", _train(), "exists and is not a directory",

@@ -75,7 +75,16 @@ def test_saved_and_loaded_model_gives_same_outputs(tmp_path, vocab, tiny_model):
     np.testing.assert_allclose(loaded(x).numpy(), tiny_model(x).numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{"units": 0}, {"layers": 0}, {"cell": "rnn"}, {"dropout": 1.0}])
+def test_recurrent_dropout_reaches_every_recurrent_layer_and_only_training(vocab):
+    model = ktg.build_model(vocab, units=8, layers=2, recurrent_dropout=0.3)
+    assert [layer.cell.recurrent_dropout for layer in model.layers if isinstance(layer, keras.layers.LSTM)] == [0.3] * 2
+    x = padded([2, 5, 6, 7], 6)
+    np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model(x, training=True), model(x, training=False), atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs", [{"units": 0}, {"layers": 0}, {"cell": "rnn"}, {"dropout": 1.0},
+                                    {"recurrent_dropout": 1.0}, {"recurrent_dropout": -0.1}])
 def test_bad_model_options(vocab, kwargs):
     with pytest.raises(errors.ConfigError):
         ktg.build_model(vocab, **kwargs)

@@ -1,5 +1,6 @@
 """How a run ends and what it ships: the best evaluation's weights, early stopping, the time budget, the schedule."""
 
+import dataclasses
 import json
 import math
 import os
@@ -225,8 +226,13 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     # A short budget trains the narrowest row's model, whatever the size; from SHORT_BUDGET on, the size decides.
     short = sizing.choose(300_000, time_budget=sizing.SHORT_BUDGET - 1)
     assert (short.units, short.dropout) == (choices[0].units, choices[0].dropout) and short.units < choices[2].units
-    assert sizing.choose(300_000, time_budget=sizing.SHORT_BUDGET) == choices[2]
     assert sizing.choose(300_000, time_budget=None) == choices[2]
+    # Recurrent dropout only for long runs (no budget, or from LONG_BUDGET on) of the rows that have it.
+    assert choices[2].recurrent_dropout > 0 and choices[0].recurrent_dropout == choices[-1].recurrent_dropout == 0
+    budgeted = sizing.choose(300_000, time_budget=sizing.SHORT_BUDGET)
+    assert budgeted.recurrent_dropout == 0 and dataclasses.replace(budgeted, recurrent_dropout=sizing.CHAR_RULE[1][6]) == choices[2]
+    assert sizing.choose(300_000, time_budget=sizing.LONG_BUDGET - 1).recurrent_dropout == 0
+    assert sizing.choose(300_000, time_budget=sizing.LONG_BUDGET) == choices[2]
 
 
 def test_given_settings_override_the_rule():
