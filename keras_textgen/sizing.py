@@ -11,8 +11,8 @@ explicitly overrides the rule.
 
 import dataclasses
 
-# (training tokens below, units, layers, dropout, batch size, peak learning rate, recurrent dropout of a long
-# run) for character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md)
+# (training tokens below, units, layers, dropout, batch size, peak learning rate, recurrent dropout of a run
+# with no time budget) for character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md)
 # on 30k-1M characters: below ~200k a narrow LSTM that takes more steps in the budget beats a wider, more
 # regularised one; at 300k and the default 5-minute budget a wide LSTM with heavy dropout and a higher peak
 # rate (it trades steps for capacity: behind in budgets of a minute or two). The last row is not measured here.
@@ -33,11 +33,12 @@ WORD_RULE = (
 # a minute a wide LSTM takes too few steps to pass it (bench/HISTORY.md: 300k characters, 1 minute: LSTM 128
 # 2.59-2.65 bits/char against LSTM 512 2.94-2.96; 2 minutes: LSTM 512 ahead, 2.30 against 2.39).
 SHORT_BUDGET = 120
-# A run with no budget or one of at least this many seconds also gets its row's recurrent dropout (Keras's
-# variational dropout of the state entering each gate). It trades the first part of a run for the end: on the
-# 300k own corpus, LSTM 512 at equal steps was behind for the first half of a run and ahead once the model
-# without it began to memorise (bench/HISTORY.md), which in a 5-minute budget it does only on a fast CPU.
-LONG_BUDGET = 600
+# A run with no time budget (bounded by its epochs and the early stop) also gets its row's recurrent dropout
+# (Keras's variational dropout of the state entering each gate). It trades the first part of a run for the end:
+# on the 300k own corpus, LSTM 512 at equal steps was behind for the first half of a run and ahead once the
+# model without it began to memorise (bench/HISTORY.md). How many epochs a budget holds depends on the CPU, so a
+# budgeted run goes without it: 10 minutes of Tiny Shakespeare on a slow 2-core host (about 3 epochs) ended
+# 0.08 nats/char behind the same budget without it.
 WEIGHT_DECAY = 0.01
 LEARNING_RATE = 5e-3  # the peak of the warm-up + cosine schedule, unless the row says otherwise
 WORD_EMBEDDING_DIM = 128
@@ -80,8 +81,8 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
         level: `"char"` or `"word"`.
         vocab_size: ids in the vocabulary, if known: a wide one gets an embedding.
         time_budget: the run's training budget in seconds, or `None` for none:
-            under `SHORT_BUDGET` the rule's narrowest row is used; from
-            `LONG_BUDGET` on (or with none) the row's recurrent dropout is added.
+            under `SHORT_BUDGET` the rule's narrowest row is used; with none,
+            the row's recurrent dropout is added.
 
     Returns:
         A `Choice`.
@@ -94,11 +95,10 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
     rule = WORD_RULE if level == "word" else CHAR_RULE
     short = time_budget is not None and time_budget < SHORT_BUDGET
     row = rule[0] if short else next(row for row in rule if tokens < row[0])
-    below, units, layers, dropout, batch_size, learning_rate, long_run_recurrent_dropout = row
-    long = time_budget is None or time_budget >= LONG_BUDGET
+    below, units, layers, dropout, batch_size, learning_rate, unbudgeted_recurrent_dropout = row
     min_frequency, max_tokens = vocabulary_settings(tokens, level)
     wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
     return Choice(units=units, layers=layers, dropout=dropout, batch_size=batch_size, learning_rate=learning_rate,
-                  recurrent_dropout=long_run_recurrent_dropout if long else 0.0,
+                  recurrent_dropout=unbudgeted_recurrent_dropout if time_budget is None else 0.0,
                   embedding_dim=WORD_EMBEDDING_DIM if wide else None,
                   min_frequency=min_frequency, max_tokens=max_tokens)

@@ -227,12 +227,12 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     short = sizing.choose(300_000, time_budget=sizing.SHORT_BUDGET - 1)
     assert (short.units, short.dropout) == (choices[0].units, choices[0].dropout) and short.units < choices[2].units
     assert sizing.choose(300_000, time_budget=None) == choices[2]
-    # Recurrent dropout only for long runs (no budget, or from LONG_BUDGET on) of the rows that have it.
+    # Recurrent dropout only for runs with no time budget, of the rows that have it.
     assert choices[2].recurrent_dropout > 0 and choices[0].recurrent_dropout == choices[-1].recurrent_dropout == 0
-    budgeted = sizing.choose(300_000, time_budget=sizing.SHORT_BUDGET)
-    assert budgeted.recurrent_dropout == 0 and dataclasses.replace(budgeted, recurrent_dropout=sizing.CHAR_RULE[1][6]) == choices[2]
-    assert sizing.choose(300_000, time_budget=sizing.LONG_BUDGET - 1).recurrent_dropout == 0
-    assert sizing.choose(300_000, time_budget=sizing.LONG_BUDGET) == choices[2]
+    for budget in (sizing.SHORT_BUDGET, 600, 3600):
+        budgeted = sizing.choose(300_000, time_budget=budget)
+        assert budgeted.recurrent_dropout == 0
+        assert dataclasses.replace(budgeted, recurrent_dropout=sizing.CHAR_RULE[1][6]) == choices[2]
 
 
 def test_given_settings_override_the_rule():
