@@ -85,16 +85,25 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
-def test_mirrored_over_two_logical_cpus_matches_one_device(corpus, tmp_path):
-    result = subprocess.run([sys.executable, "-c", MIRRORED, str(corpus), str(tmp_path), str(PER_REPLICA),
+@pytest.fixture(scope="module")
+def mirrored_run(corpus, tmp_path_factory):
+    """The MIRRORED child: `folder/mirrored` over 2 logical CPUs, `folder/single` on one device with the global
+    batch (the reference of the multi-worker test too). Returns `(folder, the child's stdout)`."""
+    folder = tmp_path_factory.mktemp("mirrored")
+    result = subprocess.run([sys.executable, "-c", MIRRORED, str(corpus), str(folder), str(PER_REPLICA),
                              json.dumps(COMMON)], capture_output=True, text=True, timeout=600, env=env())
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(json.loads(result.stdout.strip().splitlines()[-1])["devices"]) == 2
-    assert f"{2} replicas" in result.stdout
-    config = json.load(open(tmp_path / "mirrored" / artifacts.CONFIG_FILE))
+    return folder, result.stdout
+
+
+def test_mirrored_over_two_logical_cpus_matches_one_device(mirrored_run):
+    folder, stdout = mirrored_run
+    assert len(json.loads(stdout.strip().splitlines()[-1])["devices"]) == 2
+    assert f"{2} replicas" in stdout
+    config = json.load(open(folder / "mirrored" / artifacts.CONFIG_FILE))
     assert (config["replicas"], config["global_batch_size"]) == (2, 2 * PER_REPLICA)
-    assert_same_losses(history(tmp_path / "mirrored"), history(tmp_path / "single"))
-    assert int(ktg.load_model_dir(tmp_path / "mirrored")[0].optimizer.iterations) == EPOCHS * STEPS
+    assert_same_losses(history(folder / "mirrored"), history(folder / "single"))
+    assert int(ktg.load_model_dir(folder / "mirrored")[0].optimizer.iterations) == EPOCHS * STEPS
 
 
 ON_DEVICES = textwrap.dedent("""
@@ -162,16 +171,14 @@ def wait_all(procs, timeout=300):
     return [out for out, _ in results]
 
 
-def test_multi_worker_matches_one_device_and_resumes_after_a_worker_is_killed(corpus, tmp_path):
+def test_multi_worker_matches_one_device_and_resumes_after_a_worker_is_killed(corpus, mirrored_run, tmp_path):
     """Two workers (TF_CONFIG, 127.0.0.1) with half the global batch each, killed and restarted.
 
     Worker 1 is killed at a random moment after the chief's first backup, then the chief (as a
     cluster manager restarts a failed job); both are restarted and resume from the chief's last
-    backup. The run must end where a one-device run with the global batch ends.
+    backup. The run must end where a one-device run with the global batch ends (`mirrored_run`'s).
     """
-    reference = subprocess.Popen([EXE, "train", "--corpus", str(corpus), "--out", str(tmp_path / "single"),
-                                  "--batch-size", str(2 * PER_REPLICA), *COMMON],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+    single = mirrored_run[0] / "single"
     out = tmp_path / "workers"
     procs = start_workers(corpus, out)
     backup_dir = out / artifacts.BACKUP_DIR
@@ -191,20 +198,19 @@ def test_multi_worker_matches_one_device_and_resumes_after_a_worker_is_killed(co
     assert state["global_step"] < EPOCHS * STEPS, f"the run finished before the kill (seed {SEED})"
 
     chief_out, worker_out = wait_all(start_workers(corpus, out))
-    wait_all([reference])
     assert "2 replicas" in chief_out
     assert (f"Resuming from the backup at epoch {state['epoch'] + 1}, step {state['step']} "
             f"(global step {state['global_step']})") in chief_out
     assert "Saved" in chief_out and "Saved" not in worker_out  # only the chief writes the model directory
     model = ktg.load_model_dir(out)[0]
     assert int(model.optimizer.iterations) == EPOCHS * STEPS
-    got, want = history(out), history(tmp_path / "single")
+    got, want = history(out), history(single)
     assert got["epoch"] == list(range(1, EPOCHS + 1))
     np.testing.assert_allclose(got["val_loss"], want["val_loss"], rtol=RTOL, err_msg=f"seed {SEED}")
     whole_epochs = [e for e in range(EPOCHS) if not (e == state["epoch"] and state["step"])]  # not cut by the kill
     np.testing.assert_allclose([got["loss"][e] for e in whole_epochs], [want["loss"][e] for e in whole_epochs],
                                rtol=RTOL, err_msg=f"seed {SEED}")
-    reference_model = ktg.load_model_dir(tmp_path / "single")[0]
+    reference_model = ktg.load_model_dir(single)[0]
     for a, b in zip(model.get_weights(), reference_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-6, err_msg=f"seed {SEED}, state {state}")
 
