@@ -167,8 +167,11 @@ def build_parser():
     p.add_argument("--lowercase", action="store_true")
     p.add_argument("--seed", type=int, help="seed for reproducible runs")
     p.add_argument("--backup-every", type=_positive_int, default=D.backup_every, help="back up the run every N steps (resume by re-running the command)")
-    p.add_argument("--sample-prompt", action="append", dest="sample_prompts",
-                   help="prompt for the samples printed each epoch (repeatable)")
+    samples = p.add_mutually_exclusive_group()
+    samples.add_argument("--sample-prompt", action="append", dest="sample_prompts",
+                         help="prompt for the samples printed each epoch (repeatable; default: one empty prompt)")
+    samples.add_argument("--no-samples", action="store_true",
+                         help="print no samples while training (their generation loop is not traced either)")
     p.add_argument("--sample-length", type=_positive_int, default=D.sample_length,
                    help="most tokens of each sample printed each epoch")
     p.add_argument("--strategy", choices=("mirrored", "multi-worker", "tpu"),
@@ -235,7 +238,7 @@ def cmd_train(args):
         dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
         max_tokens=args.max_tokens,
         min_frequency=args.min_frequency, lowercase=args.lowercase, seed=args.seed,
-        backup_every=args.backup_every, sample_prompts=tuple(args.sample_prompts or ("",)),
+        backup_every=args.backup_every, sample_prompts=() if args.no_samples else tuple(args.sample_prompts or ("",)),
         strategy=args.strategy, force=args.force, deterministic=args.deterministic,
         intra_op_threads=args.intra_op_threads, steps_per_execution=args.steps_per_execution)
     # Keras's live progress bar on a terminal; one line per epoch in logs and CI.

@@ -136,7 +136,8 @@ def test_headerless_ag_news_csv_trains_by_column_number_and_evaluate_reuses_the_
 
     corpus = write_ag_news_csv(tmp_path / "train.csv")
     model_dir = tmp_path / "ag"
-    assert cli.main(["train", "--corpus", str(corpus), "--column", "2", "--out", str(model_dir), *TINY]) == 0
+    assert cli.main(["train", "--corpus", str(corpus), "--column", "2", "--out", str(model_dir), *TINY,
+                     "--no-samples"]) == 0
     config = json.loads((model_dir / "config.json").read_text())
     assert config["column"] == "2" and config["header"] is None and config["mode"] == "lines"
     vocab = ktg.Vocabulary.load(str(model_dir / "vocab.json"))
@@ -182,7 +183,7 @@ def test_interrupted_train_says_rerunning_resumes_and_it_does(tmp_path, monkeypa
     default_callbacks = training.default_callbacks
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(LINES) + "\n")
-    args = ["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), *TINY]
+    args = ["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), *TINY, "--no-samples"]
     monkeypatch.setattr(training, "default_callbacks", lambda *a, **k: default_callbacks(*a, **k) + [CtrlC()])
     assert cli.main(args) == 130
     err = capsys.readouterr().err
@@ -193,6 +194,7 @@ def test_interrupted_train_says_rerunning_resumes_and_it_does(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert "Resuming the unfinished run" in out, out
     assert "Epoch 1/2" not in out  # epoch 1 is not trained again
+    assert "Epoch 2/2" in out and "[sample" not in out  # --no-samples
     assert json.loads((tmp_path / "m" / "history.json").read_text())["epoch"] == [1, 2]
 
 
@@ -286,6 +288,7 @@ def test_finished_model_is_not_replaced_without_force(trained, capsys):
     (["train", "--corpus", "CORPUS", "--out", "OUT", "--batch-size", "0"], "positive integer"),
     (["train", "--corpus", "CORPUS", "--out", "OUT", "--mode", "chunks", "--seq-len", "5000"], "lower --seq-len"),
     (["train", "--corpus", "tfds:no_such_dataset_xyz", "--out", "OUT"], "unknown TFDS dataset"),
+    (["train", "--corpus", "CORPUS", "--out", "OUT", "--no-samples", "--sample-prompt", "a"], "not allowed with"),
 ])
 def test_bad_arguments_exit_2_with_one_line(trained, tmp_path, args, message, capsys):
     corpus, model_dir = trained
