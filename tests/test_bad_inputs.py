@@ -28,7 +28,7 @@ from keras_textgen.generation import MAX_GENERATE_TOKENS, MAX_PROMPT_TOKENS  # n
 from keras_textgen.vocab import EOS_ID, OOV_ID, PAD_ID  # noqa: E402
 
 TINY = ["--units", "8", "--layers", "1", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2",
-        "--validation-steps", "1", "--seed", "1", "--sample-prompt", "a"]
+        "--validation-steps", "1", "--seed", "1", "--no-samples"]
 # The fixture corpus: every line ending, a byte-order mark, emoji (with a skin-tone modifier),
 # combining accents and CJK, all of which must reach the vocabulary exactly.
 UNICODE_LINES = ["café 👍🏽 e\u0301 ñ", "日本語 \U0001F600!", "naïve Zoë – “quotes”"]
@@ -207,7 +207,8 @@ ROWS = [
     Row("training", "--steps-per-epoch 0", "error: expected a positive integer", _train("--steps-per-epoch", "0"),
         "--steps-per-epoch: expected a positive integer", setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--sample-prompt with bytes that are not UTF-8", "error before training starts",
-        _train("--sample-prompt", "caf\udce9"), "is not Unicode text", setup=_file("c.txt", "\n".join(LINES))),
+        ["train", "--corpus", "CORPUS", "--out", "OUT", "--sample-prompt", "caf\udce9"], "is not Unicode text",
+        setup=_file("c.txt", "\n".join(LINES))),
     Row("training", "--learning-rate nan", "error: learning_rate must be a positive number",
         _train("--learning-rate", "nan"), "learning_rate must be a positive number",
         setup=_file("c.txt", "\n".join(LINES))),

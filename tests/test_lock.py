@@ -62,7 +62,8 @@ def test_a_lock_leaves_no_folder_it_created(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-TINY = ["--units", "8", "--layers", "1", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2", "--seed", "1"]
+TINY = ["--units", "8", "--layers", "1", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2", "--seed", "1",
+        "--no-samples"]
 
 
 @pytest.mark.slow  # trains and exports

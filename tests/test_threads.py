@@ -53,10 +53,10 @@ def test_auto_after_tensorflow_started_keeps_the_default_and_explicit_is_an_erro
 
 
 def cli_train(folder, *flag):
-    """Trains with the console script in a child process (TINY, `flag`); returns the model directory."""
+    """Trains with the console script in a child process (TINY, no samples, `flag`); returns the model directory."""
     corpus = folder / "lines.txt"
     corpus.write_text("\n".join(LINES * 3) + "\n")
-    out = run_cli("train", "--corpus", str(corpus), "--out", str(folder / "model"), *TINY, *flag)
+    out = run_cli("train", "--corpus", str(corpus), "--out", str(folder / "model"), *TINY, "--no-samples", *flag)
     assert out.returncode == 0, out.stderr
     return folder / "model"
 
