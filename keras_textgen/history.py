@@ -26,12 +26,12 @@ def read_history(csv_path):
 
 def plot_history(history, png_path):
     """Writes the train/validation loss curves (bits per token) as a PNG."""
-    import matplotlib
+    # A `Figure` of its own, not pyplot: no global backend switch or figure registry in the caller's process
+    # (a notebook keeps its backend), and pyplot's import is left out of every `train`.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.subplots()
     for key, label in (("loss", "train"), ("val_loss", "validation")):
         if history.get(key):
             ax.plot(history["epoch"], [model_lib.bits(v) for v in history[key]], marker="o", label=label)
@@ -43,4 +43,3 @@ def plot_history(history, png_path):
     fig.tight_layout()
     with io_utils.atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)

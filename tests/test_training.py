@@ -101,3 +101,22 @@ def test_no_sample_prompts_train_without_printing_samples(tmp_path):
     training.train(config, tmp_path / "model", print_fn=printed.append, verbose=0)
     assert ktg.load_model_dir(tmp_path / "model")[0] is not None
     assert printed and not [line for line in printed if "[sample" in str(line)], printed
+
+
+def test_the_history_plot_leaves_the_callers_matplotlib_alone(tmp_path):
+    """A notebook's backend and its open figures stay as they were: the plot is a `Figure` of its own."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from keras_textgen import history as history_lib
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")  # not the Agg the plot renders with, so a switch would show
+    try:
+        fig = plt.figure()
+        history_lib.plot_history({"epoch": [1, 2], "loss": [2.0, 1.5], "val_loss": [2.1, 1.8]}, tmp_path / "h.png")
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == [fig.number]
+        plt.close(fig)
+    finally:
+        plt.switch_backend(before)
+    assert (tmp_path / "h.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
