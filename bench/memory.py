@@ -5,7 +5,8 @@ which prints its own peak RSS as JSON on its last line (`VmHWM` of
 /proc/self/status; `ru_maxrss` would include the forking parent's peak,
 see `measure.peak_rss_mb`); an `import` task gives the floor of Python + TensorFlow +
 Keras + the package. Two tasks run at a time (peak RSS does not depend on
-timing).
+timing). A smoke run (`bench.run --smoke`) runs every task in one child, one
+after another: it checks that each task runs, not what it takes.
 """
 
 import argparse
@@ -42,9 +43,14 @@ def run_child(task, settings):
 
 
 def run(settings, log=print):
-    tasks = [t for t in TASKS if not (settings.smoke and t == "package-train-lstm128")]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda t: run_child(t, settings), tasks))
+    if settings.smoke:
+        # One child runs every task in turn: a smoke run checks that each task's code runs, and a child per task
+        # would cost a TensorFlow import each. Its peaks are the one process's high-water mark so far, not figures.
+        results = measure.run_json_child("bench.memory", ["--smoke-tasks", config.to_json(settings)],
+                                         cwd=config.ROOT)["rows"]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(lambda t: run_child(t, settings), TASKS))
     rows = []
     for r in results:
         rows.append(r)
@@ -58,7 +64,9 @@ def run(settings, log=print):
 # -- the child -------------------------------------------------------------------
 def child(argv=None):
     p = argparse.ArgumentParser(description="one memory-measurement task (used by bench.run)")
-    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--task", choices=TASKS)
+    p.add_argument("--smoke-tasks", metavar="SETTINGS_JSON",
+                   help="every task of a smoke run, one after another in this process (the run's Settings as JSON)")
     p.add_argument("--data", default=config.DEFAULT_DATA)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=200)
@@ -67,6 +75,18 @@ def child(argv=None):
     p.add_argument("--lines", type=int, default=None, help="use only this many training lines")
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if a.smoke_tasks:
+        settings = config.from_json(a.smoke_tasks)
+        tasks = [t for t in TASKS if t != "package-train-lstm128"]
+        print(json.dumps({"rows": [run_task(p.parse_args(child_args(t, settings))) for t in tasks]}))
+    elif a.task:
+        print(json.dumps(run_task(a)))
+    else:
+        p.error("give --task or --smoke-tasks")
+
+
+def run_task(a):
+    """Runs the task `a.task` (the child's parsed arguments); returns its row."""
     t0 = time.perf_counter()
 
     import keras
@@ -107,8 +127,7 @@ def child(argv=None):
         gen.generate_fn(prompts, tf.constant(a.length), tf.constant(0.0), tf.constant(0), tf.constant(1.0),
                         tf.constant(0, tf.int64))
         what = f"package generate_fn, default model, {a.prompts} prompts x {a.length}"
-    print(json.dumps({"task": a.task, "what": what, "peak_rss_mb": peak_rss_mb(),
-                      "seconds": time.perf_counter() - t0}))
+    return {"task": a.task, "what": what, "peak_rss_mb": peak_rss_mb(), "seconds": time.perf_counter() - t0}
 
 
 if __name__ == "__main__":
