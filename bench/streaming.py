@@ -41,7 +41,7 @@ PACKAGE_PATH = "BENCH_PACKAGE_PATH"  # where a child imports keras_textgen from 
 MODEL = ["--units", "128", "--batch-size", "64", "--seq-len", "100", "--dropout", "0", "--time-budget", "none",
          "--validation-steps", "4", "--seed", "1", "--epochs", "1", "--steps-per-execution", "4"]
 SMOKE_MODEL = ["--units", "16", "--batch-size", "8", "--seq-len", "50", "--dropout", "0", "--time-budget", "none",
-               "--validation-steps", "2", "--seed", "1", "--epochs", "1", "--steps-per-execution", "2"]
+               "--validation-steps", "2", "--seed", "1", "--epochs", "1", "--steps-per-execution", "2", "--no-samples"]
 
 
 def make_corpus(path, size_bytes):
