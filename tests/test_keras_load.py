@@ -116,3 +116,8 @@ def test_a_model_fit_script_s_model_loads_with_keras_textgen_load(tmp_path):
     kinds, again = load.stdout.strip().splitlines()[-2:]
     assert kinds == "TokenEncoding TokenEncoding word"
     assert again == greedy  # the same weights: the same greedy continuation
+
+
+def test_load_of_a_missing_directory_is_a_one_line_error(tmp_path):
+    with pytest.raises(ktg.errors.ArtifactError, match="model directory not found"):
+        ktg.load(tmp_path / "missing")
