@@ -12,10 +12,11 @@ explicitly overrides the rule.
 import dataclasses
 
 # (training tokens below, units, layers, dropout, batch size, peak learning rate, recurrent dropout of a run
-# with no time budget) for character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md)
-# on 30k-1M characters: below ~200k a narrow LSTM that takes more steps in the budget beats a wider, more
-# regularised one; at 300k and the default 5-minute budget a wide LSTM with heavy dropout and a higher peak
-# rate (it trades steps for capacity: behind in budgets of a minute or two). The last row is not measured here.
+# with no time budget) for character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md,
+# docs/training.md) on 30k-1M characters: below ~200k a narrow LSTM that takes more steps in the budget beats
+# a wider, more regularised one; at 300k and the default 5-minute budget a wide LSTM with heavy dropout and a
+# higher peak rate (it trades steps for capacity: behind in budgets of a minute or two). The last row is not
+# measured here.
 CHAR_RULE = (
     (200_000, 128, 1, 0.2, 32, 5e-3, 0.0),
     (3_000_000, 512, 1, 0.5, 32, 1e-2, 0.25),
