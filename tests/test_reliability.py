@@ -237,7 +237,7 @@ def test_seeded_deterministic_training_and_generation(corpus_file, tmp_path):
     """Two trainings with --seed --deterministic (separate processes) give identical weights and text."""
     args = ["--corpus", str(corpus_file), "--units", "8", "--layers", "1", "--batch-size", "8", "--epochs", "2",
             "--steps-per-epoch", "6", "--validation-steps", "1", "--seed", "11", "--deterministic",
-            "--time-budget", "none", "--sample-prompt", "a"]
+            "--time-budget", "none", "--no-samples"]
     runs = [spawn("train", "--out", str(tmp_path / name), *args) for name in ("a", "b")]
     for proc in runs:
         code, _, err = finish(proc)
