@@ -205,19 +205,20 @@ def test_tflite_logits_match_keras_for_100_steps(tflite_files, loaded):
     keras_states = gen.initial_state(1)
     lite_states = lite.initial_states(1)
     token = 2
-    prefix = []
+    prefix, lite_rows = [], []
     for i in range(100):
         prefix.append(token)
         keras_logits, keras_states = gen.step(tf.constant([token]), keras_states)
         lite_logits, lite_states = lite.step([token], lite_states)
         np.testing.assert_allclose(lite_logits, keras_logits.numpy(), atol=1e-4)
-        if i % 20 in (0, 19):  # and against the Keras model run on the whole prefix
-            np.testing.assert_allclose(lite_logits[0], model(np.array([prefix])).numpy()[0, -1], atol=1e-4)
+        lite_rows.append(lite_logits[0])
         masked = keras_logits.numpy()[0]
         masked[:2] = -np.inf
         token = int(masked.argmax())
         if token == 2:
             token = 3
+    # And against the Keras model run on the whole text at once: its row i has seen the first i + 1 tokens.
+    np.testing.assert_allclose(np.array(lite_rows), model(np.array([prefix])).numpy()[0], atol=1e-4)
 
 
 @pytest.mark.slow
@@ -348,6 +349,7 @@ def test_every_model_kind_exports_with_the_same_greedy_text(tmp_path, level, cel
     ids = [2] + vocab.encode(prompts[0]).numpy().tolist()
     assert lite.encode(prompts[0]) == ids[1:]  # the TFLite client tokenizes like the vocabulary
     states = lite.initial_states(1)
+    keras_logits = model(np.array([ids])).numpy()[0]  # row i: the logits after ids[: i + 1] (a causal model)
     for i in range(len(ids)):
         logits, states = lite.step([ids[i]], states)
-        np.testing.assert_allclose(logits[0], model(np.array([ids[: i + 1]])).numpy()[0, -1], atol=1e-4)
+        np.testing.assert_allclose(logits[0], keras_logits[i], atol=1e-4)
