@@ -411,14 +411,14 @@ def test_nul_character_in_a_vocabulary():
         ktg.Vocabulary(["a", "\x00"])
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(lines=st.lists(st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
                               min_size=1, max_size=25)
                       .filter(str.strip), min_size=1, max_size=6),
-       max_length=st.integers(2, 12), batch_size=st.integers(1, 4))
-def test_property_targets_are_inputs_shifted_with_eos_last(lines, max_length, batch_size):
+       max_length=st.integers(2, 12), batch_size=st.integers(1, 4), bucket=st.booleans())
+def test_property_targets_are_inputs_shifted_with_eos_last(lines, max_length, batch_size, bucket):
     vocab = ktg.Vocabulary.adapt(lines)
-    ds = ktg.make_dataset(lines, vocab, batch_size=batch_size, max_length=max_length, shuffle=False)
+    ds = ktg.make_dataset(lines, vocab, batch_size=batch_size, max_length=max_length, shuffle=False, bucket=bucket)
     rows = [(x, y) for bx, by in ds for x, y in zip(bx.numpy(), by.numpy())]
     expected = sorted(vocab.encode(line).numpy().tolist()[:max_length - 1] for line in lines)
     got = []

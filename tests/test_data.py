@@ -143,19 +143,6 @@ def test_bad_options(vocab, lines, kwargs, message):
         ktg.make_dataset(lines, vocab, **kwargs)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.text(alphabet="abc xyz", min_size=1, max_size=30), min_size=1, max_size=6))
-def test_property_targets_are_shifted_inputs(texts):
-    vocab = ktg.Vocabulary(list("abc xyz"))
-    texts = [t for t in texts if t]
-    ds = ktg.make_dataset(texts, vocab, batch_size=8, shuffle=False, bucket=False)
-    for x, y in ds:
-        for row_x, row_y in zip(x.numpy(), y.numpy()):
-            n = int((row_x != PAD_ID).sum())
-            assert row_x[0] == EOS_ID and row_y[n - 1] == EOS_ID
-            assert (row_y[:n - 1] == row_x[1:n]).all()
-
-
 @pytest.mark.parametrize("seq_len, kept", [(3, 8), (4, 10), (10, 0)])
 def test_chunks_mode_is_one_stream_across_documents(seq_len, kept):
     """'abcde' and 'fgh' are one stream, [EOS]abcde[EOS]fgh: 10 ids. Windows of seq_len+1 are cut from its start;

@@ -101,15 +101,15 @@ def test_the_split_is_the_same_on_every_run_and_for_every_worker(folder, tmp_pat
     script = textwrap.dedent("""
         import json, sys
         import keras_textgen as ktg
-        c = ktg.corpus.load(sys.argv[1], memory_budget=0)
-        print(json.dumps([[t.decode() for t in c.train.as_numpy_iterator()],
-                          [t.decode() for t in c.validation.as_numpy_iterator()]]))
+        for path in sys.argv[1:]:  # each file loaded alone
+            c = ktg.corpus.load(path, memory_budget=0)
+            print(json.dumps([[t.decode() for t in c.train.as_numpy_iterator()],
+                              [t.decode() for t in c.validation.as_numpy_iterator()]]))
     """)
-    alone = {}
-    for name in sorted(FILES):
-        out = subprocess.run([sys.executable, "-c", script, str(folder / name)], capture_output=True, text=True,
-                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=True).stdout
-        alone[name] = json.loads(out.strip().splitlines()[-1])
+    names = sorted(FILES)
+    out = subprocess.run([sys.executable, "-c", script, *(str(folder / name) for name in names)], capture_output=True,
+                         text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=True).stdout
+    alone = dict(zip(names, (json.loads(line) for line in out.strip().splitlines()[-len(names):])))
     assert texts(corpus.train) == [line for name in sorted(FILES) for line in alone[name][0]]
     assert texts(corpus.validation) == [line for name in sorted(FILES) for line in alone[name][1]]
     again = ktg.corpus.load(str(folder / "*.txt"), memory_budget=0)
