@@ -59,7 +59,7 @@ def smoke_settings(**overrides):
         smoke=True, repeats=2, pipeline_lines=300, pipeline_baseline_batches=20, python_docs_chars=20_000,
         train_lines=200, train_chunk_chars=12_000, batch_sizes=(64,), train_epochs=1,
         baseline_train_steps=5, baseline_train_warmup=2, baseline_train_runs=1,
-        quality_seconds=3.0, quality_checkpoints=2, quality_curve_val_lines=16, quality_val_lines=40,
+        quality_seconds=1.0, quality_checkpoints=2, quality_curve_val_lines=16, quality_val_lines=40,
         gen_single_length=20, gen_baseline_length=5, gen_batch=4, gen_batch_length=10, gen_runs=2,
         tflite_step_calls=50, memory_train_steps=3, memory_baseline_steps=3, memory_gen_length=10,
         memory_baseline_gen_length=3, matmul_n=256)

@@ -31,7 +31,7 @@ def parse_args(argv):
     p.add_argument("--only", default=",".join(config.SECTIONS),
                    help=f"comma-separated sections, of {','.join(config.SECTIONS)}")
     p.add_argument("--quality-seconds", type=float, default=None,
-                   help="training budget of each side in the quality section (default 300; smoke 3)")
+                   help="training budget of each side in the quality section (default 300; smoke 1)")
     p.add_argument("--data", default=config.DEFAULT_DATA, help="tiny Shakespeare input.txt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=None, help="timed runs per short figure (default 5; smoke 2)")

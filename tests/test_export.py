@@ -57,8 +57,15 @@ def run_python(code):
 
 
 @pytest.mark.slow
-def test_versions_layout_and_no_overwrite(model_dir, tmp_path):
+def test_versions_layout_and_no_overwrite(model_dir, tmp_path, monkeypatch):
     first = export.export_saved_model(model_dir, base_dir=tmp_path, name="m")
+    assert os.path.exists(os.path.join(first, "variables", "variables.index"))
+    # What follows is about version folders, not the SavedModel inside: a stand-in writer saves the traces.
+    def stand_in(module, folder, signatures):
+        with open(os.path.join(folder, "saved_model.pb"), "wb") as f:
+            f.write(b"stand-in")
+
+    monkeypatch.setattr(export.tf.saved_model, "save", stand_in)
     second = export.export_saved_model(model_dir, base_dir=tmp_path, name="m")
     assert first.endswith(os.path.join("m", "1")) and second.endswith(os.path.join("m", "2"))
     assert os.path.exists(os.path.join(second, "saved_model.pb"))
@@ -68,6 +75,7 @@ def test_versions_layout_and_no_overwrite(model_dir, tmp_path):
     assert os.path.getmtime(os.path.join(first, "saved_model.pb")) == stamp
     export.export_saved_model(model_dir, base_dir=tmp_path, name="m", version=1, force=True)
     assert sorted(os.listdir(tmp_path / "m")) == ["1", "2"]  # no temporary folders left
+    assert sorted(os.listdir(tmp_path / "m" / "1")) == ["saved_model.pb"]  # version 1 replaced as a whole
 
 
 @pytest.mark.slow
