@@ -12,22 +12,27 @@ explicitly overrides the rule.
 import dataclasses
 
 # (training tokens below, units, layers, dropout, batch size, peak learning rate, recurrent dropout of a run
-# with no time budget) for character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md,
-# docs/training.md) on 30k-1M characters: below ~200k a narrow LSTM that takes more steps in the budget beats
-# a wider, more regularised one; at 300k and the default 5-minute budget a wide LSTM with heavy dropout and a
-# higher peak rate (it trades steps for capacity: behind in budgets of a minute or two). The last row is not
-# measured here.
+# with no time budget, units under a budget shorter than WIDE_BUDGET) for character models, smallest first.
+# Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md) on 30k-1M characters: below ~200k a narrow
+# LSTM that takes more steps in the budget beats a wider, more regularised one; from ~300k a wide LSTM with
+# heavy dropout and a higher peak rate, given the steps to use its width (it trades steps for capacity). The
+# last row is not measured here.
 CHAR_RULE = (
-    (200_000, 128, 1, 0.2, 32, 5e-3, 0.0),
-    (3_000_000, 512, 1, 0.5, 32, 1e-2, 0.25),
-    (float("inf"), 512, 1, 0.2, 64, 5e-3, 0.0),
+    (200_000, 128, 1, 0.2, 32, 5e-3, 0.0, 128),
+    (3_000_000, 512, 1, 0.5, 32, 1e-2, 0.25, 256),
+    (float("inf"), 512, 1, 0.2, 64, 5e-3, 0.0, 512),
 )
 # Word models: the vocabulary grows with the text and most words are rare.
 WORD_RULE = (
-    (200_000, 256, 1, 0.5, 32, 5e-3, 0.0),
-    (2_000_000, 256, 1, 0.4, 64, 5e-3, 0.0),
-    (float("inf"), 512, 2, 0.3, 128, 5e-3, 0.0),
+    (200_000, 256, 1, 0.5, 32, 5e-3, 0.0, 256),
+    (2_000_000, 256, 1, 0.4, 64, 5e-3, 0.0, 256),
+    (float("inf"), 512, 2, 0.3, 128, 5e-3, 0.0, 512),
 )
+# A budget of at least this (seconds), or none, trains the row's full width; a shorter one its last column's.
+# The wide LSTM takes about three times the time per step, and how many steps a budget buys depends on the
+# CPU: the narrower model gives up a few hundredths of a bit where the default 5 minutes hold enough steps of
+# the wide one, and gains a fifth of a bit where they do not (docs/training.md, "Width and the budget").
+WIDE_BUDGET = 600
 # AdamW's decoupled decay, on kernels and embeddings, not biases. Keras decays by lr * wd per step: 0.01 at
 # a 5e-3 peak is nanoGPT's 0.1 at 6e-4 per step; 0.1 here held the weights back (docs/training.md).
 # A budget shorter than this (seconds) trains the first row's narrow model whatever the corpus's size: in
@@ -82,8 +87,9 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
         level: `"char"` or `"word"`.
         vocab_size: ids in the vocabulary, if known: a wide one gets an embedding.
         time_budget: the run's training budget in seconds, or `None` for none:
-            under `SHORT_BUDGET` the rule's narrowest row is used; with none,
-            the row's recurrent dropout is added.
+            under `SHORT_BUDGET` the rule's narrowest row is used, under
+            `WIDE_BUDGET` the row's budget width; with none, the row's
+            recurrent dropout is added.
 
     Returns:
         A `Choice`.
@@ -91,12 +97,16 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
     Example:
 
     >>> choose(276_494, time_budget=300)
-    Choice(units=512, layers=1, dropout=0.5, batch_size=32, recurrent_dropout=0.0, weight_decay=0.01, ...)
+    Choice(units=256, layers=1, dropout=0.5, batch_size=32, recurrent_dropout=0.0, weight_decay=0.01, ...)
+    >>> choose(276_494, time_budget=None).units
+    512
     """
     rule = WORD_RULE if level == "word" else CHAR_RULE
     short = time_budget is not None and time_budget < SHORT_BUDGET
     row = rule[0] if short else next(row for row in rule if tokens < row[0])
-    below, units, layers, dropout, batch_size, learning_rate, unbudgeted_recurrent_dropout = row
+    below, units, layers, dropout, batch_size, learning_rate, unbudgeted_recurrent_dropout, budget_units = row
+    if time_budget is not None and time_budget < WIDE_BUDGET:
+        units = budget_units
     min_frequency, max_tokens = vocabulary_settings(tokens, level)
     wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
     return Choice(units=units, layers=layers, dropout=dropout, batch_size=batch_size, learning_rate=learning_rate,

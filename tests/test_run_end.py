@@ -229,10 +229,14 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     assert sizing.choose(300_000, time_budget=None) == choices[2]
     # Recurrent dropout only for runs with no time budget, of the rows that have it.
     assert choices[2].recurrent_dropout > 0 and choices[0].recurrent_dropout == choices[-1].recurrent_dropout == 0
-    for budget in (sizing.SHORT_BUDGET, 600, 3600):
+    # The full width from WIDE_BUDGET on (or with no budget); below it, the row's narrower budget width.
+    assert sizing.CHAR_RULE[1][7] < choices[2].units
+    for budget in (sizing.SHORT_BUDGET, sizing.WIDE_BUDGET - 1, sizing.WIDE_BUDGET, 3600):
         budgeted = sizing.choose(300_000, time_budget=budget)
         assert budgeted.recurrent_dropout == 0
-        assert dataclasses.replace(budgeted, recurrent_dropout=sizing.CHAR_RULE[1][6]) == choices[2]
+        assert budgeted.units == (choices[2].units if budget >= sizing.WIDE_BUDGET else sizing.CHAR_RULE[1][7])
+        assert dataclasses.replace(budgeted, recurrent_dropout=sizing.CHAR_RULE[1][6],
+                                   units=choices[2].units) == choices[2]
 
 
 def test_given_settings_override_the_rule():
