@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, SHAKESPEARE_DIR, needs_shakespeare
+from conftest import ROOT, SHAKESPEARE_DIR, SHAKESPEARE_FILE, needs_shakespeare
 
 pytestmark = pytest.mark.slow  # the scripts run in a child process (`runs`); `make test-fast` leaves them out
 
@@ -46,7 +46,7 @@ def runs(tmp_path_factory):
 
     for script in SCRIPTS:
         extra = ["--manual-dir", SHAKESPEARE_DIR, "--data-dir", "{folder}/tfds"] if script == "tiny_shakespeare.py" else []
-        if script != "tiny_shakespeare.py" or SHAKESPEARE_DIR.is_dir():  # else its test skips (needs_shakespeare)
+        if script != "tiny_shakespeare.py" or SHAKESPEARE_FILE.is_file():  # else its test skips (needs_shakespeare)
             add(script, script, "--quick", "--out", "{folder}/out", *extra)
     add("ag_news without data", "ag_news_titles.py", "--data-dir", "{folder}")
     add("shakespeare without its folder", "tiny_shakespeare.py", "--quick", "--manual-dir", "{folder}/no_such_folder",
