@@ -10,31 +10,48 @@ explicitly overrides the rule.
 """
 
 import dataclasses
+import typing
 
-# (training tokens below, units, layers, dropout, batch size, peak learning rate, recurrent dropout of a run
-# with no time budget, units under a budget shorter than WIDE_BUDGET) for character models, smallest first.
-# Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md) on 30k-1M characters: below ~200k a narrow
-# LSTM that takes more steps in the budget beats a wider, more regularised one; from ~300k a wide LSTM with
-# heavy dropout and a higher peak rate, given the steps to use its width (it trades steps for capacity). The
-# last row is not measured here.
+
+class Row(typing.NamedTuple):
+    """One row of a size rule: the settings for a corpus of fewer than `below` training tokens."""
+
+    below: float
+    units: int
+    layers: int
+    dropout: float
+    batch_size: int
+    learning_rate: float  # the peak of the warm-up + cosine schedule
+    recurrent_dropout: float  # for a run with no time budget only (see below)
+    budget_units: int  # the width under a budget shorter than WIDE_BUDGET
+
+
+# Character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md) on 30k-1M
+# characters: below ~200k a narrow LSTM that takes more steps in the budget beats a wider, more regularised one;
+# from ~300k a wide LSTM with heavy dropout and a higher peak rate, given the steps to use its width (it trades
+# steps for capacity). The last row is not measured here.
 CHAR_RULE = (
-    (200_000, 128, 1, 0.2, 32, 5e-3, 0.0, 128),
-    (3_000_000, 512, 1, 0.5, 32, 1e-2, 0.25, 256),
-    (float("inf"), 512, 1, 0.2, 64, 5e-3, 0.0, 512),
+    Row(200_000, units=128, layers=1, dropout=0.2, batch_size=32, learning_rate=5e-3, recurrent_dropout=0.0,
+        budget_units=128),
+    Row(3_000_000, units=512, layers=1, dropout=0.5, batch_size=32, learning_rate=1e-2, recurrent_dropout=0.25,
+        budget_units=256),
+    Row(float("inf"), units=512, layers=1, dropout=0.2, batch_size=64, learning_rate=5e-3, recurrent_dropout=0.0,
+        budget_units=512),
 )
 # Word models: the vocabulary grows with the text and most words are rare.
 WORD_RULE = (
-    (200_000, 256, 1, 0.5, 32, 5e-3, 0.0, 256),
-    (2_000_000, 256, 1, 0.4, 64, 5e-3, 0.0, 256),
-    (float("inf"), 512, 2, 0.3, 128, 5e-3, 0.0, 512),
+    Row(200_000, units=256, layers=1, dropout=0.5, batch_size=32, learning_rate=5e-3, recurrent_dropout=0.0,
+        budget_units=256),
+    Row(2_000_000, units=256, layers=1, dropout=0.4, batch_size=64, learning_rate=5e-3, recurrent_dropout=0.0,
+        budget_units=256),
+    Row(float("inf"), units=512, layers=2, dropout=0.3, batch_size=128, learning_rate=5e-3, recurrent_dropout=0.0,
+        budget_units=512),
 )
-# A budget of at least this (seconds), or none, trains the row's full width; a shorter one its last column's.
+# A budget of at least this (seconds), or none, trains the row's full width; a shorter one its `budget_units`.
 # The wide LSTM takes about three times the time per step, and how many steps a budget buys depends on the
 # CPU: the narrower model gives up a few hundredths of a bit where the default 5 minutes hold enough steps of
 # the wide one, and gains a fifth of a bit where they do not (docs/training.md, "Width and the budget").
 WIDE_BUDGET = 600
-# AdamW's decoupled decay, on kernels and embeddings, not biases. Keras decays by lr * wd per step: 0.01 at
-# a 5e-3 peak is nanoGPT's 0.1 at 6e-4 per step; 0.1 here held the weights back (docs/training.md).
 # A budget shorter than this (seconds) trains the first row's narrow model whatever the corpus's size: in
 # a minute a wide LSTM takes too few steps to pass it (bench/HISTORY.md: 300k characters, 1 minute: LSTM 128
 # 2.59-2.65 bits/char against LSTM 512 2.94-2.96; 2 minutes: LSTM 512 ahead, 2.30 against 2.39).
@@ -45,6 +62,8 @@ SHORT_BUDGET = 120
 # model without it began to memorise (bench/HISTORY.md). How many epochs a budget holds depends on the CPU, so a
 # budgeted run goes without it: 10 minutes of Tiny Shakespeare on a slow 2-core host (about 3 epochs) ended
 # 0.08 nats/char behind the same budget without it.
+# AdamW's decoupled decay, on kernels and embeddings, not biases. Keras decays by lr * wd per step: 0.01 at
+# a 5e-3 peak is nanoGPT's 0.1 at 6e-4 per step; 0.1 here held the weights back (docs/training.md).
 WEIGHT_DECAY = 0.01
 LEARNING_RATE = 5e-3  # the peak of the warm-up + cosine schedule, unless the row says otherwise
 WORD_EMBEDDING_DIM = 128
@@ -103,13 +122,12 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
     """
     rule = WORD_RULE if level == "word" else CHAR_RULE
     short = time_budget is not None and time_budget < SHORT_BUDGET
-    row = rule[0] if short else next(row for row in rule if tokens < row[0])
-    below, units, layers, dropout, batch_size, learning_rate, unbudgeted_recurrent_dropout, budget_units = row
-    if time_budget is not None and time_budget < WIDE_BUDGET:
-        units = budget_units
+    row = rule[0] if short else next(row for row in rule if tokens < row.below)
+    units = row.budget_units if time_budget is not None and time_budget < WIDE_BUDGET else row.units
     min_frequency, max_tokens = vocabulary_settings(tokens, level)
     wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
-    return Choice(units=units, layers=layers, dropout=dropout, batch_size=batch_size, learning_rate=learning_rate,
-                  recurrent_dropout=unbudgeted_recurrent_dropout if time_budget is None else 0.0,
+    return Choice(units=units, layers=row.layers, dropout=row.dropout, batch_size=row.batch_size,
+                  learning_rate=row.learning_rate,
+                  recurrent_dropout=row.recurrent_dropout if time_budget is None else 0.0,
                   embedding_dim=WORD_EMBEDDING_DIM if wide else None,
                   min_frequency=min_frequency, max_tokens=max_tokens)

@@ -217,7 +217,7 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     assert widths == sorted(widths) and widths[0] < widths[2]  # capacity grows with the data
     dropouts = [c.dropout for c in choices]
     assert dropouts[-1] < dropouts[2]  # a corpus too large to memorise in a budget needs less of it
-    assert choices[2].learning_rate == sizing.CHAR_RULE[1][5]  # each row sets its own peak learning rate
+    assert choices[2].learning_rate == sizing.CHAR_RULE[1].learning_rate  # each row sets its own peak learning rate
     assert all(c.dropout > 0 and c.weight_decay > 0 for c in choices)  # every size is regularised
     assert all(c.embedding_dim is None for c in choices)  # characters: one-hot
     word = sizing.choose(50_000, level="word", vocab_size=3000)
@@ -230,12 +230,13 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     # Recurrent dropout only for runs with no time budget, of the rows that have it.
     assert choices[2].recurrent_dropout > 0 and choices[0].recurrent_dropout == choices[-1].recurrent_dropout == 0
     # The full width from WIDE_BUDGET on (or with no budget); below it, the row's narrower budget width.
-    assert sizing.CHAR_RULE[1][7] < choices[2].units
+    row = sizing.CHAR_RULE[1]
+    assert row.budget_units < choices[2].units
     for budget in (sizing.SHORT_BUDGET, sizing.WIDE_BUDGET - 1, sizing.WIDE_BUDGET, 3600):
         budgeted = sizing.choose(300_000, time_budget=budget)
         assert budgeted.recurrent_dropout == 0
-        assert budgeted.units == (choices[2].units if budget >= sizing.WIDE_BUDGET else sizing.CHAR_RULE[1][7])
-        assert dataclasses.replace(budgeted, recurrent_dropout=sizing.CHAR_RULE[1][6],
+        assert budgeted.units == (choices[2].units if budget >= sizing.WIDE_BUDGET else row.budget_units)
+        assert dataclasses.replace(budgeted, recurrent_dropout=row.recurrent_dropout,
                                    units=choices[2].units) == choices[2]
 
 
