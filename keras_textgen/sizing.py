@@ -24,6 +24,7 @@ class Row(typing.NamedTuple):
     learning_rate: float  # the peak of the warm-up + cosine schedule
     recurrent_dropout: float  # for a run with no time budget only (see below)
     budget_units: int  # the width under a budget shorter than WIDE_BUDGET
+    budget_batch_size: int  # the batch size under a budget shorter than WIDE_BUDGET
 
 
 # Character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md) on 30k-1M
@@ -32,25 +33,27 @@ class Row(typing.NamedTuple):
 # steps for capacity). The last row is not measured here.
 CHAR_RULE = (
     Row(200_000, units=128, layers=1, dropout=0.2, batch_size=32, learning_rate=5e-3, recurrent_dropout=0.0,
-        budget_units=128),
+        budget_units=128, budget_batch_size=32),
     Row(3_000_000, units=512, layers=1, dropout=0.5, batch_size=32, learning_rate=1e-2, recurrent_dropout=0.25,
-        budget_units=256),
+        budget_units=256, budget_batch_size=16),
     Row(float("inf"), units=512, layers=1, dropout=0.2, batch_size=64, learning_rate=5e-3, recurrent_dropout=0.0,
-        budget_units=512),
+        budget_units=512, budget_batch_size=64),
 )
 # Word models: the vocabulary grows with the text and most words are rare.
 WORD_RULE = (
     Row(200_000, units=256, layers=1, dropout=0.5, batch_size=32, learning_rate=5e-3, recurrent_dropout=0.0,
-        budget_units=256),
+        budget_units=256, budget_batch_size=32),
     Row(2_000_000, units=256, layers=1, dropout=0.4, batch_size=64, learning_rate=5e-3, recurrent_dropout=0.0,
-        budget_units=256),
+        budget_units=256, budget_batch_size=64),
     Row(float("inf"), units=512, layers=2, dropout=0.3, batch_size=128, learning_rate=5e-3, recurrent_dropout=0.0,
-        budget_units=512),
+        budget_units=512, budget_batch_size=128),
 )
-# A budget of at least this (seconds), or none, trains the row's full width; a shorter one its `budget_units`.
-# The wide LSTM takes about three times the time per step, and how many steps a budget buys depends on the
-# CPU: the narrower model gives up a few hundredths of a bit where the default 5 minutes hold enough steps of
-# the wide one, and gains a fifth of a bit where they do not (docs/training.md, "Width and the budget").
+# A budget of at least this (seconds), or none, trains the row's full width and batch; a shorter one its
+# `budget_units` and `budget_batch_size`. The wide LSTM takes about three times the time per step, and how many
+# steps a budget buys depends on the CPU: the narrower model gives up a few hundredths of a bit where the
+# default 5 minutes hold enough steps of the wide one, and gains a fifth of a bit where they do not. Its smaller
+# batch trades characters per second for updates: the narrow model's 5 minutes end about 0.02 bits/char lower
+# (docs/training.md, "Width and the budget").
 WIDE_BUDGET = 600
 # A budget shorter than this (seconds) trains the first row's narrow model whatever the corpus's size: in
 # a minute a wide LSTM takes too few steps to pass it (bench/HISTORY.md: 300k characters, 1 minute: LSTM 128
@@ -107,7 +110,7 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
         vocab_size: ids in the vocabulary, if known: a wide one gets an embedding.
         time_budget: the run's training budget in seconds, or `None` for none:
             under `SHORT_BUDGET` the rule's narrowest row is used, under
-            `WIDE_BUDGET` the row's budget width; with none, the row's
+            `WIDE_BUDGET` the row's budget width and batch; with none, the row's
             recurrent dropout is added.
 
     Returns:
@@ -116,17 +119,18 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
     Example:
 
     >>> choose(276_494, time_budget=300)
-    Choice(units=256, layers=1, dropout=0.5, batch_size=32, recurrent_dropout=0.0, weight_decay=0.01, ...)
+    Choice(units=256, layers=1, dropout=0.5, batch_size=16, recurrent_dropout=0.0, weight_decay=0.01, ...)
     >>> choose(276_494, time_budget=None).units
     512
     """
     rule = WORD_RULE if level == "word" else CHAR_RULE
     short = time_budget is not None and time_budget < SHORT_BUDGET
     row = rule[0] if short else next(row for row in rule if tokens < row.below)
-    units = row.budget_units if time_budget is not None and time_budget < WIDE_BUDGET else row.units
+    narrow = time_budget is not None and time_budget < WIDE_BUDGET
+    units, batch_size = (row.budget_units, row.budget_batch_size) if narrow else (row.units, row.batch_size)
     min_frequency, max_tokens = vocabulary_settings(tokens, level)
     wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
-    return Choice(units=units, layers=row.layers, dropout=row.dropout, batch_size=row.batch_size,
+    return Choice(units=units, layers=row.layers, dropout=row.dropout, batch_size=batch_size,
                   learning_rate=row.learning_rate,
                   recurrent_dropout=row.recurrent_dropout if time_budget is None else 0.0,
                   embedding_dim=WORD_EMBEDDING_DIM if wide else None,

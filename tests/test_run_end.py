@@ -229,15 +229,17 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     assert sizing.choose(300_000, time_budget=None) == choices[2]
     # Recurrent dropout only for runs with no time budget, of the rows that have it.
     assert choices[2].recurrent_dropout > 0 and choices[0].recurrent_dropout == choices[-1].recurrent_dropout == 0
-    # The full width from WIDE_BUDGET on (or with no budget); below it, the row's narrower budget width.
+    # The full width and batch from WIDE_BUDGET on (or with no budget); below it, the row's budget width and batch.
     row = sizing.CHAR_RULE[1]
-    assert row.budget_units < choices[2].units
+    assert row.budget_units < choices[2].units and row.budget_batch_size < choices[2].batch_size
     for budget in (sizing.SHORT_BUDGET, sizing.WIDE_BUDGET - 1, sizing.WIDE_BUDGET, 3600):
         budgeted = sizing.choose(300_000, time_budget=budget)
         assert budgeted.recurrent_dropout == 0
-        assert budgeted.units == (choices[2].units if budget >= sizing.WIDE_BUDGET else row.budget_units)
-        assert dataclasses.replace(budgeted, recurrent_dropout=row.recurrent_dropout,
-                                   units=choices[2].units) == choices[2]
+        wide = budget >= sizing.WIDE_BUDGET
+        assert budgeted.units == (choices[2].units if wide else row.budget_units)
+        assert budgeted.batch_size == (choices[2].batch_size if wide else row.budget_batch_size)
+        assert dataclasses.replace(budgeted, recurrent_dropout=row.recurrent_dropout, units=choices[2].units,
+                                   batch_size=choices[2].batch_size) == choices[2]
 
 
 def test_given_settings_override_the_rule():
