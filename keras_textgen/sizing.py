@@ -52,8 +52,8 @@ WORD_RULE = (
 # `budget_units` and `budget_batch_size`. The wide LSTM takes about three times the time per step, and how many
 # steps a budget buys depends on the CPU: the narrower model gives up a few hundredths of a bit where the
 # default 5 minutes hold enough steps of the wide one, and gains a fifth of a bit where they do not. Its smaller
-# batch trades characters per second for updates: the narrow model's 5 minutes end about 0.02 bits/char lower
-# (docs/training.md, "Width and the budget").
+# batch trades characters per second for more, noisier updates: the narrow model stops on a flat validation
+# loss, short of data rather than of throughput (docs/training.md, "Width and the budget").
 WIDE_BUDGET = 600
 # A budget shorter than this (seconds) trains the first row's narrow model whatever the corpus's size: in
 # a minute a wide LSTM takes too few steps to pass it (bench/HISTORY.md: 300k characters, 1 minute: LSTM 128
