@@ -235,6 +235,21 @@ def targets(results):
     return out
 
 
+def budget_curve(own):
+    """The own part's `(budget minutes, held-out bits/char)` points, shortest budget first.
+
+    The bare default command is the default budget's run, so it is that budget's
+    point whether or not `--budgets` listed it.
+    """
+    from keras_textgen import training
+
+    points = {seconds(r["name"].split()[1]): r for r in own["rows"] if r["name"].startswith("budget")}
+    default = next(r for r in own["rows"] if r["name"] == "default")
+    if not default["args"]:
+        points.setdefault(training.DEFAULT_TIME_BUDGET, default)
+    return [(budget / 60, points[budget]["held_out_bits_per_token"]) for budget in sorted(points)]
+
+
 def plot(own, png_path):
     import matplotlib
 
@@ -242,9 +257,8 @@ def plot(own, png_path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    budget_rows = [r for r in own["rows"] if r["name"].startswith("budget")]
-    xs = [seconds(r["name"].split()[1]) / 60 for r in budget_rows]
-    ax.plot(xs, [r["held_out_bits_per_token"] for r in budget_rows], marker="o", label="keras-textgen train, --time-budget")
+    points = budget_curve(own)
+    ax.plot([m for m, _ in points], [b for _, b in points], marker="o", label="keras-textgen train, --time-budget")
     default = next(r for r in own["rows"] if r["name"] == "default")
     ax.plot([default["wall_seconds"] / 60], [default["held_out_bits_per_token"]], marker="*", markersize=14,
             linestyle="none", label="the bare default command (at its wall time)")
