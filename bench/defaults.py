@@ -241,12 +241,12 @@ def budget_curve(own):
     The bare default command is the default budget's run, so it is that budget's
     point whether or not `--budgets` listed it.
     """
-    from keras_textgen import training
+    from keras_textgen.config import DEFAULT_TIME_BUDGET  # not keras_textgen.training: no TensorFlow for this
 
     points = {seconds(r["name"].split()[1]): r for r in own["rows"] if r["name"].startswith("budget")}
     default = next(r for r in own["rows"] if r["name"] == "default")
     if not default["args"]:
-        points.setdefault(training.DEFAULT_TIME_BUDGET, default)
+        points.setdefault(DEFAULT_TIME_BUDGET, default)
     return [(budget / 60, points[budget]["held_out_bits_per_token"]) for budget in sorted(points)]
 
 

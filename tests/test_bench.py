@@ -236,21 +236,21 @@ def test_the_shakespeare_target_is_judged_on_nanogpt_s_windows_and_both_figures_
     assert "| nats/token, 256-token windows |" in md and "| 1.4869 | 2.145 | 1.4671 |" in md
 
 
-@pytest.mark.slow
 def test_the_budget_curve_places_the_bare_default_command_at_the_default_budget():
     from bench import defaults
-    from keras_textgen import training
+    from keras_textgen.config import DEFAULT_TIME_BUDGET
 
     def row(name, bits, args=()):
         return {"name": name, "held_out_bits_per_token": bits, "args": list(args)}
 
     own = {"rows": [row("default", 2.0), row("budget 10m", 1.9, ["--time-budget", "10m"]),
                     row("budget 1m", 2.5, ["--time-budget", "1m"])]}
-    assert defaults.budget_curve(own) == [(1.0, 2.5), (training.DEFAULT_TIME_BUDGET / 60, 2.0), (10.0, 1.9)]
+    assert defaults.budget_curve(own) == [(1.0, 2.5), (DEFAULT_TIME_BUDGET / 60, 2.0), (10.0, 1.9)]
     own["rows"][0]["args"] = ["--time-budget", "3s"]  # a default run with a budget of its own is not that point
     assert defaults.budget_curve(own) == [(1.0, 2.5), (10.0, 1.9)]
 
 
+@pytest.mark.slow
 def test_unknown_section_is_refused():
     result = subprocess.run([sys.executable, "-m", "bench.run", "--only", "pipline"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
