@@ -213,11 +213,16 @@ NANOGPT_BUDGET = 900.0  # seconds
 NANOGPT_BLOCK = 256
 
 
+def default_row(own):
+    """The own part's row of the bare default command, or `None` (no own part, or no such row)."""
+    return next((r for r in own["rows"] if r["name"] == "default"), None) if own else None
+
+
 def targets(results):
     """The issue's targets, as `{name, goal, measured, met}` (met is None where the part did not run)."""
     out = []
     own = results.get("own")
-    default = next((r for r in own["rows"] if r["name"] == "default"), None) if own else None
+    default = default_row(own)
     gain = default["improvement_bits_per_char"] if default else None
     out.append({"name": "own corpus: default command vs the lesson's approach, same wall time",
                 "goal": f">= {GAIN_GOAL} bits/char lower", "measured": gain,
@@ -244,7 +249,7 @@ def budget_curve(own):
     from keras_textgen.config import DEFAULT_TIME_BUDGET  # not keras_textgen.training: no TensorFlow for this
 
     points = {seconds(r["name"].split()[1]): r for r in own["rows"] if r["name"].startswith("budget")}
-    default = next(r for r in own["rows"] if r["name"] == "default")
+    default = default_row(own)
     if not default["args"]:
         points.setdefault(DEFAULT_TIME_BUDGET, default)
     return [(budget / 60, points[budget]["held_out_bits_per_token"]) for budget in sorted(points)]
@@ -259,7 +264,7 @@ def plot(own, png_path):
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     points = budget_curve(own)
     ax.plot([m for m, _ in points], [b for _, b in points], marker="o", label="keras-textgen train, --time-budget")
-    default = next(r for r in own["rows"] if r["name"] == "default")
+    default = default_row(own)
     ax.plot([default["wall_seconds"] / 60], [default["held_out_bits_per_token"]], marker="*", markersize=14,
             linestyle="none", label="the bare default command (at its wall time)")
     curve = own["baseline_curve"]
