@@ -92,6 +92,10 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             steps_per_execution=steps_per_execution,
         )
+        # Without a tf.distribute strategy, Keras's TensorFlow trainer builds the optimizer inside the
+        # first trace of its train function, and a tf.function that creates variables on its first
+        # call is traced twice (tensorflow/tensorflow#48851). Built here, `fit` traces its step once.
+        model.optimizer.build(model.trainable_variables)
     return model
 
 

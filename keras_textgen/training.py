@@ -193,7 +193,6 @@ def _train(config, model_dir, print_fn, verbose):
     ended = _ended(state, config) if state else None
     if ended:
         print_fn(f"The run had already ended ({ended}); writing its model")
-        model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(backup_dir, state["weights"]))
     else:
         patches = (_compat.distributed_fit(model, strategy, train_ds.element_spec)
