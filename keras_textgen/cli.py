@@ -174,6 +174,9 @@ def build_parser():
                          help="print no samples while training (their generation loop is not traced either)")
     p.add_argument("--sample-length", type=_positive_int, default=D.sample_length,
                    help="most tokens of each sample printed each epoch")
+    p.add_argument("--no-generator", action="store_true",
+                   help="do not keep the traced generation loop in MODEL_DIR/generator/ (saves tracing it when "
+                        "training ends; `generate` then traces it itself, a few seconds each time)")
     p.add_argument("--strategy", choices=("mirrored", "multi-worker", "tpu"),
                    help="tf.distribute strategy; --batch-size is then per replica")
     p.add_argument("--deterministic", action="store_true",
@@ -234,6 +237,7 @@ def cmd_train(args):
         validation_steps=args.validation_steps, validate_every=args.validate_every, patience=args.patience,
         time_budget=args.time_budget, lr_schedule=args.lr_schedule, batch_size=args.batch_size, seq_len=args.seq_len,
         max_line_length=args.max_line_length, sample_length=args.sample_length,
+        keep_generator=not args.no_generator,
         units=args.units, layers=args.layers, cell=args.cell, embedding_dim=args.embedding_dim,
         dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,

@@ -97,6 +97,7 @@ class TrainConfig:
     backup_every: int = 50
     sample_prompts: tuple = ("",)  # the samples printed after each epoch start with these; (): no samples
     sample_length: int = 120
+    keep_generator: bool = True  # keep the traced generation loop in MODEL_DIR/generator/ (generator_cache)
     strategy: str = None
     force: bool = False
     deterministic: bool = False

@@ -157,14 +157,15 @@ def write_lines_corpus(folder):
 def train_tiny_model_dir(folder, **config):
     """Trains a tiny model on LINES with `keras_textgen.train` and returns its model directory.
 
-    No samples are printed unless `sample_prompts` is given: tracing the sampler's loop is a third of a tiny run.
+    No samples are printed unless `sample_prompts` is given, and the traced generation loop is not kept
+    unless `keep_generator=True`: tracing either loop is a third of a tiny run.
     """
     from keras_textgen import training
 
     corpus = write_lines_corpus(folder)
     # No time budget: its schedule follows the clock, and these runs are compared for exact weights.
     settings = dict(corpus=str(corpus), batch_size=8, epochs=1, steps_per_epoch=6, seed=0, time_budget=None,
-                    sample_prompts=())
+                    sample_prompts=(), keep_generator=False)
     settings.update(config)
     training.train(training.TrainConfig(**settings), folder / "model", print_fn=lambda *_: None, verbose=0)
     return folder / "model"

@@ -137,7 +137,7 @@ def test_headerless_ag_news_csv_trains_by_column_number_and_evaluate_reuses_the_
     corpus = write_ag_news_csv(tmp_path / "train.csv")
     model_dir = tmp_path / "ag"
     assert cli.main(["train", "--corpus", str(corpus), "--column", "2", "--out", str(model_dir), *TINY,
-                     "--no-samples"]) == 0
+                     "--no-samples", "--no-generator"]) == 0
     config = json.loads((model_dir / "config.json").read_text())
     assert config["column"] == "2" and config["header"] is None and config["mode"] == "lines"
     vocab = ktg.Vocabulary.load(str(model_dir / "vocab.json"))
@@ -183,7 +183,7 @@ def test_interrupted_train_says_rerunning_resumes_and_it_does(tmp_path, monkeypa
     default_callbacks = training.default_callbacks
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(LINES) + "\n")
-    args = ["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), *TINY, "--no-samples"]
+    args = ["train", "--corpus", str(corpus), "--out", str(tmp_path / "m"), *TINY, "--no-samples", "--no-generator"]
     monkeypatch.setattr(training, "default_callbacks", lambda *a, **k: default_callbacks(*a, **k) + [CtrlC()])
     assert cli.main(args) == 130
     err = capsys.readouterr().err

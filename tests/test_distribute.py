@@ -33,7 +33,7 @@ SEED = reliability_seed()
 EPOCHS, STEPS, PER_REPLICA = 3, 6, 4
 COMMON = ["--mode", "chunks", "--seq-len", "16", "--units", "8", "--layers", "1", "--epochs", str(EPOCHS),
           "--steps-per-epoch", str(STEPS), "--validation-steps", "1", "--seed", "3", "--backup-every", "2",
-          "--no-samples", "--time-budget", "none",
+          "--no-samples", "--no-generator", "--time-budget", "none",
           "--dropout", "0"]  # dropout masks differ between one device and replicas by construction
 # The mirrored run also prints samples (the sampler under a strategy); the other runs go without (its tracing is
 # a quarter of a tiny run), and the multi-worker run must still end on the mirrored child's one-device weights.
@@ -82,7 +82,7 @@ MIRRORED = textwrap.dedent("""
                                   epochs=ns.epochs, steps_per_epoch=ns.steps_per_epoch,
                                   validation_steps=ns.validation_steps, seed=ns.seed, batch_size=ns.batch_size,
                                   backup_every=ns.backup_every, sample_prompts=tuple(ns.sample_prompts),
-                                  time_budget=ns.time_budget, dropout=ns.dropout)
+                                  time_budget=ns.time_budget, dropout=ns.dropout, keep_generator=not ns.no_generator)
     training.train(config, out + "/single", print_fn=lambda *_: None, verbose=0)
     print(json.dumps({"devices": [d.name for d in tf.config.list_logical_devices("CPU")]}))
 """)
@@ -276,7 +276,7 @@ def test_multi_worker_reads_a_streamed_multi_file_corpus_one_file_per_worker(tmp
         procs.append(subprocess.Popen(
             [EXE, "train", "--corpus", str(folder), "--out", str(out), "--strategy", "multi-worker", "--memory-budget",
              "0", "--batch-size", "2", "--mode", "chunks", "--seq-len", "8", "--units", "8", "--epochs", "2",
-             "--validation-steps", "2", "--time-budget", "none", "--seed", "1", "--no-samples"],
+             "--validation-steps", "2", "--time-budget", "none", "--seed", "1", "--no-samples", "--no-generator"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(TF_CONFIG=tf_config)))
     chief_out, _ = wait_all(procs)
     assert "4 files" in chief_out and "streamed" in chief_out and "Saved" in chief_out

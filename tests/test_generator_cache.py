@@ -15,7 +15,8 @@ REQUESTS = [dict(temperature=0.0, top_k=0, top_p=1.0, seed=0),
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    return train_tiny_model_dir(tmp_path_factory.mktemp("cache"), units=16, layers=2, epochs=2)
+    return train_tiny_model_dir(tmp_path_factory.mktemp("cache"), units=16, layers=2, epochs=2,
+                                keep_generator=True)
 
 
 def test_train_keeps_a_generator_that_writes_the_text_keras_writes(model_dir):
@@ -72,3 +73,27 @@ def test_a_generator_older_than_its_model_is_not_used(model_dir, tmp_path, capsy
     assert generator_cache.load(copy) is not None
     (copy / "generator" / "saved_model.pb").write_bytes(b"not a graph")
     assert generator_cache.load(copy) is None
+
+
+def test_train_no_generator_keeps_none_and_drops_an_earlier_one(model_dir, tmp_path, capsys):
+    """`--no-generator` (`keep_generator=False`): no traced loop is saved, a --force run's old one goes."""
+    import shutil
+
+    import keras_textgen as ktg
+    from keras_textgen import cli, generator_cache
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("the cat sat\na dog ran\n" * 8, encoding="utf-8")
+    assert cli.main(["train", "--corpus", str(corpus), "--out", str(copy), "--force", "--no-generator",
+                     "--no-samples", "--units", "8", "--epochs", "1", "--steps-per-epoch", "2", "--seed", "0",
+                     "--time-budget", "none"]) == 0
+    assert not (copy / "generator").exists() and generator_cache.load(copy) is None
+    assert json.loads((copy / "config.json").read_text())["keep_generator"] is False
+    model, vocab = ktg.load(copy, compile=False)
+    expected = ktg.generate(model, vocab, "the ", max_length=20, temperature=0.0)
+    capsys.readouterr()
+    assert cli.main(["generate", "--model", str(copy), "--prompt", "the ", "--max-length", "20",
+                     "--temperature", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [expected]  # traced from model.keras instead

@@ -63,7 +63,7 @@ def test_a_lock_leaves_no_folder_it_created(tmp_path):
 
 
 TINY = ["--units", "8", "--layers", "1", "--batch-size", "4", "--epochs", "1", "--steps-per-epoch", "2", "--seed", "1",
-        "--no-samples"]
+        "--no-samples", "--no-generator"]
 
 
 @pytest.mark.slow  # trains and exports

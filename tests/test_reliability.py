@@ -30,7 +30,7 @@ EPOCHS, STEPS = 3, 40
 KILLS = 2
 TRAIN_ARGS = ["--mode", "chunks", "--time-budget", "none", "--seq-len", "32", "--units", "12", "--layers", "1", "--batch-size", "8",
               "--epochs", str(EPOCHS),
-              "--steps-per-epoch", str(STEPS), "--seed", "5", "--backup-every", "4", "--no-samples",
+              "--steps-per-epoch", str(STEPS), "--seed", "5", "--backup-every", "4", "--no-samples", "--no-generator",
               "--validation-steps", "2"]
 EXE = os.path.join(os.path.dirname(sys.executable), "keras-textgen")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1", "PYTHONUNBUFFERED": "1"}
@@ -170,7 +170,8 @@ def test_sigkill_mid_training_resumes_by_epoch_and_step(corpus_file, tmp_path, m
 def model_dir(corpus_file, tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained") / "toy"
     config = training.TrainConfig(corpus=str(corpus_file), units=8, layers=1, batch_size=8, epochs=1,
-                                  steps_per_epoch=4, validation_steps=1, seed=2, sample_prompts=())
+                                  steps_per_epoch=4, validation_steps=1, seed=2, sample_prompts=(),
+                                  keep_generator=False)
     training.train(config, folder, print_fn=lambda *_: None, verbose=0)
     return folder
 
@@ -237,7 +238,7 @@ def test_seeded_deterministic_training_and_generation(corpus_file, tmp_path):
     """Two trainings with --seed --deterministic (separate processes) give identical weights and text."""
     args = ["--corpus", str(corpus_file), "--units", "8", "--layers", "1", "--batch-size", "8", "--epochs", "2",
             "--steps-per-epoch", "6", "--validation-steps", "1", "--seed", "11", "--deterministic",
-            "--time-budget", "none", "--no-samples"]
+            "--time-budget", "none", "--no-samples", "--no-generator"]
     runs = [spawn("train", "--out", str(tmp_path / name), *args) for name in ("a", "b")]
     for proc in runs:
         code, _, err = finish(proc)

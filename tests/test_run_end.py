@@ -33,7 +33,7 @@ def overfitting_config(corpus, **overrides):
     """A tiny model with a high constant learning rate: it memorises within a few epochs."""
     settings = dict(corpus=str(corpus), units=48, layers=1, batch_size=8, dropout=0.0, weight_decay=0.0,
                     learning_rate=0.02, lr_schedule="constant", epochs=14, patience=0, seed=3, time_budget=None,
-                    sample_prompts=())  # no samples: nothing here reads them
+                    sample_prompts=(), keep_generator=False)  # no samples, no kept loop: nothing here reads them
     settings.update(overrides)
     return training.TrainConfig(**settings)
 
@@ -254,7 +254,7 @@ def test_given_settings_override_the_rule():
 def test_train_prints_the_choice_it_made(tmp_path, text_file):
     printed = []
     config = training.TrainConfig(corpus=str(text_file), epochs=1, steps_per_epoch=2, seed=0, time_budget=None,
-                                  sample_prompts=())
+                                  sample_prompts=(), keep_generator=False)
     training.train(config, tmp_path / "m", print_fn=printed.append, verbose=0)
     run_config = json.loads((tmp_path / "m" / artifacts.CONFIG_FILE).read_text())
     choice = sizing.choose(run_config["train_tokens"])
@@ -287,7 +287,7 @@ def test_a_budget_survives_sigkill_and_resume_counting_the_time_spent(tmp_path, 
     out = tmp_path / "model"
     args = [*EXE, "train", "--corpus", str(corpus), "--out", str(out), "--units", "32", "--batch-size", "8",
             "--time-budget", f"{budget}s", "--epochs", "1000", "--patience", "0", "--seed", "1", "--backup-every", "5",
-            "--no-samples"]
+            "--no-samples", "--no-generator"]
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = out / artifacts.BACKUP_DIR / backup.STATE_FILE
     _wait_for(state_file)

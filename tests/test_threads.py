@@ -73,7 +73,7 @@ def auto_model_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_cli_train_applies_an_explicit_setting_and_records_it(tmp_path):
-    assert threads_in_force(cli_train(tmp_path, "--intra-op-threads", "3")) == 3
+    assert threads_in_force(cli_train(tmp_path, "--intra-op-threads", "3", "--no-generator")) == 3
 
 
 @pytest.mark.slow
