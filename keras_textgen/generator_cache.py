@@ -2,7 +2,8 @@
 
 Tracing the generation loop (`TextGenerator.generate` as one `tf.function`)
 takes seconds: longer than writing a few hundred characters. `train` keeps
-the traced loop beside the model, as a SavedModel with one signature, the
+the traced loop beside the model (unless `--no-generator`,
+`TrainConfig(keep_generator=False)`), as a SavedModel with one signature, the
 `serving_default` of the TF Serving export:
 
     MODEL_DIR/generator/   saved_model.pb, variables/, keras_textgen.json
