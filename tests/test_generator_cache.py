@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from conftest import train_tiny_model_dir
+from conftest import train_tiny_model_dir, write_lines_corpus
 
-pytestmark = pytest.mark.slow  # one tiny training
+pytestmark = pytest.mark.slow  # tiny trainings
 
 REQUESTS = [dict(temperature=0.0, top_k=0, top_p=1.0, seed=0),
             dict(temperature=0.9, top_k=5, top_p=0.9, seed=11)]
@@ -84,8 +84,7 @@ def test_train_no_generator_keeps_none_and_drops_an_earlier_one(model_dir, tmp_p
 
     copy = tmp_path / "copy"
     shutil.copytree(model_dir, copy)
-    corpus = tmp_path / "lines.txt"
-    corpus.write_text("the cat sat\na dog ran\n" * 8, encoding="utf-8")
+    corpus = write_lines_corpus(tmp_path)
     assert cli.main(["train", "--corpus", str(corpus), "--out", str(copy), "--force", "--no-generator",
                      "--no-samples", "--units", "8", "--epochs", "1", "--steps-per-epoch", "2", "--seed", "0",
                      "--time-budget", "none"]) == 0
