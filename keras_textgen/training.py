@@ -257,7 +257,7 @@ def finish(model, vocab, run_config, history, model_dir):
     if history.get("epoch"):
         history_lib.plot_history(history, artifacts.path(model_dir, artifacts.PLOT_FILE))
     artifacts.save_model(model, model_dir)
-    if run_config.get("keep_generator", True):
+    if run_config["keep_generator"]:
         generator_cache.save(model_dir)  # after model.keras: a kill in between only costs `generate` a trace
     else:  # a --force run's earlier loop would be stale
         shutil.rmtree(artifacts.path(model_dir, generator_cache.GENERATOR_DIR), ignore_errors=True)
