@@ -85,10 +85,10 @@ def score(model_dir, texts, mode, seq_len=100, windows=()):
     the first two on chunks of `seq_len`, the last on each of `windows`
     (chunks-mode window lengths; the model is loaded once).
     """
-    import keras
     import tensorflow as tf
 
     import keras_textgen as ktg
+    from keras_textgen import losses
     from keras_textgen import model as model_lib
 
     model, vocab, run_config = ktg.load_model_dir(model_dir, compile=False)
@@ -100,7 +100,7 @@ def score(model_dir, texts, mode, seq_len=100, windows=()):
     ds = dataset(seq_len)
     nats, _ = model_lib.per_token_loss(model, ds)
     by_window = {str(w): model_lib.per_token_loss(model, dataset(w))[0] for w in windows}
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(loss=losses.next_token_loss(run_config.get("targets_per_batch")))  # as the run evaluated
     return nats, float(model.evaluate(ds, verbose=0)), by_window
 
 

@@ -26,6 +26,7 @@ import warnings
 MODULES = (
     "keras_textgen.layers",  # TokenEncoding
     "keras_textgen.lstm",  # PerGateLSTM
+    "keras_textgen.losses",  # TokenCrossentropy, a trained model's loss
     "keras_textgen.schedules",  # WarmupCosineDecay, a trained model's learning-rate schedule
 )
 

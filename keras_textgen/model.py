@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from keras_textgen import errors
+from keras_textgen import losses
 from keras_textgen.layers import TokenEncoding
 from keras_textgen.lstm import PerGateLSTM
 from keras_textgen.vocab import PAD_ID
@@ -15,7 +16,8 @@ CELLS = {"lstm": PerGateLSTM, "gru": keras.layers.GRU}
 
 
 def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dropout=0.0, recurrent_dropout=0.0,
-                learning_rate=5e-3, clipnorm=1.0, steps_per_execution=1, compile=True, weight_decay=None):
+                learning_rate=5e-3, clipnorm=1.0, steps_per_execution=1, compile=True, weight_decay=None,
+                targets_per_batch=None):
     """Builds (and compiles) the `keras.Sequential` next-token model.
 
     Padding is masked end to end: `TokenEncoding` maps the pad id to the zero
@@ -45,6 +47,12 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
             `model.fit`, as for `keras.Model.compile` (see
             `keras_textgen.steps.steps_per_execution_for`).
         compile: compile with sparse categorical cross-entropy on logits.
+        targets_per_batch: `None` for Keras's `SparseCategoricalCrossentropy`
+            (each batch's mean over its real targets), or the training
+            data's mean number of real targets per batch, for a
+            `keras_textgen.losses.TokenCrossentropy` that weighs every
+            target alike across batches (what `keras-textgen train` uses;
+            it matters in lines mode, whose batches differ in length).
 
     Returns:
         A `keras.Sequential` mapping int32 `[batch, T]` to logits
@@ -88,7 +96,7 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
             optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
         model.compile(
             optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=losses.next_token_loss(targets_per_batch),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             steps_per_execution=steps_per_execution,
         )

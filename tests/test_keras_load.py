@@ -26,17 +26,17 @@ import json, sys
 import numpy as np
 {imports}
 model = keras.saving.load_model(sys.argv[1])
-print(json.dumps({{"layers": [type(l).__name__ for l in model.layers],
+print(json.dumps({{"layers": [type(l).__name__ for l in model.layers], "loss": type(model.loss).__name__,
                    "logits": model(np.load(sys.argv[2])).numpy().tolist()}}))
 """
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """A tiny model of build_model (TokenEncoding + PerGateLSTM) saved with model.save, and its logits."""
+    """A tiny model of build_model (TokenEncoding + PerGateLSTM, TokenCrossentropy) saved with model.save, and its logits."""
     folder = tmp_path_factory.mktemp("keras_load")
     vocab = ktg.Vocabulary.adapt(LINES)
-    model = ktg.build_model(vocab, units=8, layers=1)
+    model = ktg.build_model(vocab, units=8, layers=1, targets_per_batch=100.0)
     ids = np.array([[2, 5, 7, 3, 0]], "int32")
     model.save(folder / "model.keras")
     np.save(folder / "ids.npy", ids)
@@ -50,7 +50,7 @@ def test_keras_load_model_in_a_fresh_process(saved, imports):
     result = _python(LOAD.format(imports=imports), str(folder / "model.keras"), str(folder / "ids.npy"))
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert {"TokenEncoding", "PerGateLSTM"} <= set(out["layers"])
+    assert {"TokenEncoding", "PerGateLSTM"} <= set(out["layers"]) and out["loss"] == "TokenCrossentropy"
     np.testing.assert_allclose(np.array(out["logits"]), logits, rtol=1e-5, atol=1e-6)
 
 

@@ -119,3 +119,51 @@ def test_per_token_loss_weights_every_real_target_alike_and_traces_once(vocab, l
     assert model_lib.bits(nats) == pytest.approx(nats / np.log(2))
     model_lib.per_token_loss(tiny_model, ds.take(1))  # scored again, a training curve's next point
     assert model_lib._loss_sums[tiny_model].experimental_get_tracing_count() == 1
+
+
+def _target_losses(model, x, y):
+    """Each position's next-token loss in nats from the model's logits (float64), and the real-target mask."""
+    logits = model(x).numpy().astype(np.float64)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return -np.take_along_axis(logp, y[..., None], -1)[..., 0], y != 0
+
+
+def test_token_crossentropy_weighs_every_real_target_alike_across_batches(vocab, tiny_model):
+    """Two batches of two lines, short and long: with `targets_per_batch` their mean, the logged loss
+    (Keras's mean over batches) is the loss per token; Keras's default loss weighs the short batch's targets up."""
+    from keras_textgen import losses
+
+    short = ktg.make_dataset(["a", "the"], vocab, batch_size=2, shuffle=False)
+    long = ktg.make_dataset(["the cat sat on the mat", "birds sang in the morning"], vocab, batch_size=2,
+                            shuffle=False)
+    batches = [next(iter(short)), next(iter(long))]
+    sums, counts = [], []
+    for x, y in batches:
+        losses_, real = _target_losses(tiny_model, x.numpy(), y.numpy())
+        sums.append(losses_[real].sum())
+        counts.append(real.sum())
+    assert counts[1] > 5 * counts[0]
+    per_token = sum(sums) / sum(counts)
+    ds = short.concatenate(long)
+    model = ktg.build_model(vocab, units=16, layers=2, targets_per_batch=sum(counts) / 2)
+    model.set_weights(tiny_model.get_weights())
+    assert isinstance(model.loss, losses.TokenCrossentropy)
+    assert model.evaluate(ds, verbose=0)[0] == pytest.approx(per_token, rel=1e-5)
+    for (x, y), total in zip(batches, sums):  # each batch: its real targets' sum over the fixed count
+        assert model.evaluate(x, y, verbose=0)[0] == pytest.approx(total / (sum(counts) / 2), rel=1e-5)
+    mean_of_means = (sums[0] / counts[0] + sums[1] / counts[1]) / 2
+    assert tiny_model.evaluate(ds, verbose=0)[0] == pytest.approx(mean_of_means, rel=1e-5)
+    assert abs(mean_of_means - per_token) > 0.02  # the two weightings differ on these batches
+
+
+def test_token_crossentropy_round_trips_and_refuses_a_bad_scale(tmp_path, vocab):
+    from keras_textgen import losses
+
+    model = ktg.build_model(vocab, units=8, targets_per_batch=123.5)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.loss, losses.TokenCrossentropy) and loaded.loss.targets_per_batch == 123.5
+    assert isinstance(losses.next_token_loss(None), keras.losses.SparseCategoricalCrossentropy)
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="targets_per_batch"):
+            losses.TokenCrossentropy(bad)

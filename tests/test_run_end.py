@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import keras_textgen as ktg
-from keras_textgen import artifacts, backup, cli, errors, preparation, schedules, sizing, stopping, training
+from keras_textgen import artifacts, backup, cli, errors, losses, preparation, schedules, sizing, stopping, training
 
 EXE = [sys.executable, "-m", "keras_textgen"]
 
@@ -39,10 +39,10 @@ def overfitting_config(corpus, **overrides):
 
 
 def keras_val_loss(model, config):
-    """The validation loss `fit` reports (Keras's mean over batches) for `model` on `config`'s corpus."""
-    val_ds = preparation.prepare(config).val_ds
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model.evaluate(val_ds, verbose=0)
+    """The validation loss `fit` reports (Keras's mean over batches, the run's loss) for `model` on `config`'s corpus."""
+    prepared = preparation.prepare(config)
+    model.compile(loss=losses.next_token_loss(prepared.targets_per_batch))
+    return model.evaluate(prepared.val_ds, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,7 @@ def test_a_run_whose_validation_loss_rises_ships_its_best_evaluation(overfit_run
     model, _, run_config = ktg.load_model_dir(model_dir, compile=False)
     assert run_config["best"]["epoch"] == best + 1 and run_config["stopped_by"] == "epochs"
     assert keras_val_loss(model, config) == pytest.approx(val[best], rel=1e-4)  # model.keras is the best
+    assert run_config["targets_per_batch"] == pytest.approx(preparation.prepare(config).targets_per_batch)
     best_file = keras.saving.load_model(model_dir / artifacts.CHECKPOINT_DIR / "best.keras", compile=False)
     for got, want in zip(model.get_weights(), best_file.get_weights()):
         np.testing.assert_array_equal(got, want)

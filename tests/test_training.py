@@ -55,6 +55,25 @@ def test_steps_per_execution_that_does_not_divide_one_pass_fails_before_writing(
     assert not os.path.exists(tmp_path / "model")
 
 
+@pytest.mark.parametrize("mode", ["lines", "chunks"])
+def test_the_loss_is_scaled_by_the_mean_real_targets_of_a_training_batch(tmp_path, mode):
+    """`TokenCrossentropy`'s count: lines of n characters have n + 1 targets; chunks windows seq_len."""
+    from conftest import LINES
+
+    corpus = write_lines_corpus(tmp_path)
+    config = training.TrainConfig(corpus=str(corpus), mode=mode, batch_size=4, seq_len=10, units=8, seed=0)
+    prepared = preparation.prepare(config)
+    real = [int(np.sum(y.numpy() != 0)) for _, y in prepared.train_ds]
+    if mode == "lines":
+        train_lines = sum(1 for _ in prepared.corpus.train)
+        assert sum(real) == sum(len(t.decode()) + 1 for t in prepared.corpus.train.as_numpy_iterator())
+        assert prepared.targets_per_batch == pytest.approx(4 * sum(real) / train_lines)
+        assert len(set(real)) > 1, "the fixture's batches must differ in targets"
+        assert train_lines < len(LINES * 4)  # every 10th line is held out
+    else:
+        assert prepared.targets_per_batch == 4 * 10 == max(real)
+
+
 class _Stop(Exception):
     pass
 
