@@ -116,11 +116,14 @@ def recurrent_layers(model):
 def per_token_loss(model, dataset):
     """Mean next-token loss over every real target of a dataset, each token weighted alike.
 
-    `model.evaluate` averages the masked mean of each batch, so with
-    length-bucketed lines a batch of short lines (speaker names, say) counts
-    as much as a batch of long ones, and the figure drifts from the loss per
-    token (on Tiny Shakespeare lines: 1.91 against 2.06 bits/char). This sums
-    the loss over all real targets (target != pad) and divides once.
+    With Keras's default loss `model.evaluate` averages the masked mean of
+    each batch, so with length-bucketed lines a batch of short lines
+    (speaker names, say) counts as much as a batch of long ones, and the
+    figure drifts from the loss per token (on Tiny Shakespeare lines: 1.91
+    against 2.06 bits/char). `keras_textgen.losses.TokenCrossentropy`, the
+    loss `keras-textgen train` compiles, comes close to it (exact where
+    every batch holds its `targets_per_batch`). This is exact: it sums the
+    loss over all real targets (target != pad) and divides once.
 
     A compiled `keras.metrics.SparseCategoricalCrossentropy` does not do this
     either (Keras 3.15, `reduction_metrics.py`): `Mean.update_state` reduces each batch
