@@ -1,6 +1,7 @@
 """The training loss: next-token cross-entropy in which every real target weighs the same."""
 
 import keras
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="keras_textgen")
@@ -22,7 +23,8 @@ class TokenCrossentropy(keras.losses.Loss):
 
     Args:
         targets_per_batch: the mean number of real targets in a training
-            batch (per replica); it sets the loss's scale, not its minimum.
+            batch of one replica (under `tf.distribute`, the global batch's
+            over the replicas); it sets the loss's scale, not its minimum.
         name: the loss's name.
         dtype: the loss's dtype (Keras's default: the float type).
 
@@ -40,7 +42,11 @@ class TokenCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         losses = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
-        return losses / self.targets_per_batch
+        # Under tf.distribute Keras divides its mean reductions by the replicas and sums the replicas'
+        # gradients (keras/src/losses/loss.py, scale_loss_for_distribution), but not a "sum" reduction:
+        # divided here, each replica's loss is its share of the global batch's, as on one device.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return losses / (self.targets_per_batch * replicas)
 
     def get_config(self):
         config = super().get_config()
