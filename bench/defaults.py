@@ -100,7 +100,7 @@ def score(model_dir, texts, mode, seq_len=100, windows=()):
     ds = dataset(seq_len)
     nats, _ = model_lib.per_token_loss(model, ds)
     by_window = {str(w): model_lib.per_token_loss(model, dataset(w))[0] for w in windows}
-    model.compile(loss=losses.next_token_loss(run_config.get("targets_per_batch")))  # as the run evaluated
+    model.compile(loss=losses.next_token_loss(run_config.get("targets_per_sequence")))  # as the run evaluated
     return nats, float(model.evaluate(ds, verbose=0)), by_window
 
 

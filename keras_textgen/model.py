@@ -17,7 +17,7 @@ CELLS = {"lstm": PerGateLSTM, "gru": keras.layers.GRU}
 
 def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dropout=0.0, recurrent_dropout=0.0,
                 learning_rate=5e-3, clipnorm=1.0, steps_per_execution=1, compile=True, weight_decay=None,
-                targets_per_batch=None):
+                targets_per_sequence=None):
     """Builds (and compiles) the `keras.Sequential` next-token model.
 
     Padding is masked end to end: `TokenEncoding` maps the pad id to the zero
@@ -47,9 +47,9 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
             `model.fit`, as for `keras.Model.compile` (see
             `keras_textgen.steps.steps_per_execution_for`).
         compile: compile with sparse categorical cross-entropy on logits.
-        targets_per_batch: `None` for Keras's `SparseCategoricalCrossentropy`
+        targets_per_sequence: `None` for Keras's `SparseCategoricalCrossentropy`
             (each batch's mean over its real targets), or the training
-            data's mean number of real targets per batch, for a
+            data's mean number of real targets per sequence, for a
             `keras_textgen.losses.TokenCrossentropy` that weighs every
             target alike across batches (what `keras-textgen train` uses;
             it matters in lines mode, whose batches differ in length).
@@ -96,7 +96,7 @@ def build_model(vocab, units=256, layers=1, cell="lstm", embedding_dim=None, dro
             optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
         model.compile(
             optimizer=optimizer,
-            loss=losses.next_token_loss(targets_per_batch),
+            loss=losses.next_token_loss(targets_per_sequence),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             steps_per_execution=steps_per_execution,
         )
@@ -122,7 +122,7 @@ def per_token_loss(model, dataset):
     figure drifts from the loss per token (on Tiny Shakespeare lines: 1.91
     against 2.06 bits/char). `keras_textgen.losses.TokenCrossentropy`, the
     loss `keras-textgen train` compiles, comes close to it (exact where
-    every batch holds its `targets_per_batch`). This is exact: it sums the
+    the sequences hold `targets_per_sequence` on average). This is exact: it sums the
     loss over all real targets (target != pad) and divides once.
 
     A compiled `keras.metrics.SparseCategoricalCrossentropy` does not do this

@@ -64,7 +64,7 @@ class Prepared(typing.NamedTuple):
     config: TrainConfig
     tokens: int  # training tokens (characters or words)
     pass_steps: int  # training batches in one pass over the data
-    targets_per_batch: float  # real targets in a training batch of one replica, on average: the loss's scale
+    targets_per_sequence: float  # real targets per training sequence, on average: the loss's scale
 
 
 def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
@@ -86,7 +86,7 @@ def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
             file merges the workers' token counts through its collectives.
 
     Returns:
-        A `Prepared`: `(corpus, vocab, train_ds, val_ds, config, tokens, pass_steps, targets_per_batch)`.
+        A `Prepared`: `(corpus, vocab, train_ds, val_ds, config, tokens, pass_steps, targets_per_sequence)`.
         The training dataset repeats when `steps_per_epoch` or `validate_every` is set, and for a
         streamed corpus, whose epoch is then one pass as the vocabulary pass counted it.
     """
@@ -171,15 +171,15 @@ def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
         train_options = tf.data.Options()
         train_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return Prepared(corpus, vocab, train_ds.with_options(train_options), val_ds.with_options(by_data), config, tokens,
-                    pass_steps, targets_per_batch(counts, corpus.mode, config))
+                    pass_steps, targets_per_sequence(counts, corpus.mode, config))
 
 
 # Validation batches of a streamed corpus when --validation-steps is not set.
 STREAMED_VALIDATION_BATCHES = 100
 
 
-def targets_per_batch(counts, mode, config):
-    """The mean number of real targets in a training batch of one replica, from the vocabulary pass's counts.
+def targets_per_sequence(counts, mode, config):
+    """The training split's mean number of real targets per sequence, from the vocabulary pass's counts.
 
     Chunks: `seq_len` per window. Lines: a line of n tokens has n + 1
     targets (its end included), at most `max_line_length`; the mean over
@@ -187,10 +187,8 @@ def targets_per_batch(counts, mode, config):
     the true mean). It scales `keras_textgen.losses.TokenCrossentropy`.
     """
     if mode == "chunks":
-        per_example = config.seq_len
-    else:
-        per_example = min((counts.total + counts.texts) / max(counts.texts, 1), config.max_line_length)
-    return config.batch_size * per_example
+        return float(config.seq_len)
+    return min((counts.total + counts.texts) / max(counts.texts, 1), config.max_line_length)
 
 
 def _batches(counts, mode, config, global_batch, drop):

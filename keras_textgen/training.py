@@ -140,7 +140,7 @@ def _train(config, model_dir, print_fn, verbose):
         print_fn("The time budget is off under --strategy multi-worker (the workers' clocks differ); "
                  "--epochs and --patience end the run")
         config = dataclasses.replace(config, time_budget=None)
-    corpus, vocab, train_ds, val_ds, config, tokens, pass_steps, targets_per_batch = preparation.prepare(
+    corpus, vocab, train_ds, val_ds, config, tokens, pass_steps, targets_per_sequence = preparation.prepare(
         config, replicas=strategy.num_replicas_in_sync, workers=distribute.workers(config), print_fn=print_fn,
         strategy=strategy)
     fit_epochs, fit_steps = evaluation_plan(config, pass_steps)
@@ -165,7 +165,7 @@ def _train(config, model_dir, print_fn, verbose):
     run_config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
     run_config.update(mode=corpus.mode, corpus_name=corpus.name, vocab_size=vocab.size,
                       vocab_sha256=artifacts.vocab_fingerprint(vocab), train_tokens=tokens,
-                      targets_per_batch=targets_per_batch,
+                      targets_per_sequence=targets_per_sequence,
                       replicas=strategy.num_replicas_in_sync, streamed=corpus.streamed,
                       corpus_files=len(corpus.files), corpus_bytes=corpus.size_bytes,
                       global_batch_size=config.batch_size * strategy.num_replicas_in_sync,
@@ -184,7 +184,7 @@ def _train(config, model_dir, print_fn, verbose):
                                       embedding_dim=config.embedding_dim or None, dropout=config.dropout,
                                       recurrent_dropout=config.recurrent_dropout,
                                       learning_rate=learning_rate, weight_decay=config.weight_decay,
-                                      targets_per_batch=targets_per_batch)
+                                      targets_per_sequence=targets_per_sequence)
     clock = stopping.RunClock(config.time_budget, progress=getattr(learning_rate, "progress", None))
     stoppers = [clock] + ([stopping.EarlyStopping(config.patience)] if config.patience else [])
     replicas = f", {strategy.num_replicas_in_sync} replicas" if strategy.num_replicas_in_sync > 1 else ""

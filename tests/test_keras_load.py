@@ -36,7 +36,7 @@ def saved(tmp_path_factory):
     """A tiny model of build_model (TokenEncoding + PerGateLSTM, TokenCrossentropy) saved with model.save, and its logits."""
     folder = tmp_path_factory.mktemp("keras_load")
     vocab = ktg.Vocabulary.adapt(LINES)
-    model = ktg.build_model(vocab, units=8, layers=1, targets_per_batch=100.0)
+    model = ktg.build_model(vocab, units=8, layers=1, targets_per_sequence=100.0)
     ids = np.array([[2, 5, 7, 3, 0]], "int32")
     model.save(folder / "model.keras")
     np.save(folder / "ids.npy", ids)

@@ -129,8 +129,9 @@ def _target_losses(model, x, y):
 
 
 def test_token_crossentropy_weighs_every_real_target_alike_across_batches(vocab, tiny_model):
-    """Two batches of two lines, short and long: with `targets_per_batch` their mean, the logged loss
-    (Keras's mean over batches) is the loss per token; Keras's default loss weighs the short batch's targets up."""
+    """Two batches of two lines, short and long: with `targets_per_sequence` their mean, the logged loss
+    (Keras's mean over batches) is the loss per token; Keras's default loss weighs the short batch's targets up.
+    A last, partial batch of one line counts by its sequences too."""
     from keras_textgen import losses
 
     short = ktg.make_dataset(["a", "the"], vocab, batch_size=2, shuffle=False)
@@ -145,12 +146,16 @@ def test_token_crossentropy_weighs_every_real_target_alike_across_batches(vocab,
     assert counts[1] > 5 * counts[0]
     per_token = sum(sums) / sum(counts)
     ds = short.concatenate(long)
-    model = ktg.build_model(vocab, units=16, layers=2, targets_per_batch=sum(counts) / 2)
+    model = ktg.build_model(vocab, units=16, layers=2, targets_per_sequence=sum(counts) / 4)
     model.set_weights(tiny_model.get_weights())
     assert isinstance(model.loss, losses.TokenCrossentropy)
     assert model.evaluate(ds, verbose=0)[0] == pytest.approx(per_token, rel=1e-5)
-    for (x, y), total in zip(batches, sums):  # each batch: its real targets' sum over the fixed count
-        assert model.evaluate(x, y, verbose=0)[0] == pytest.approx(total / (sum(counts) / 2), rel=1e-5)
+    for (x, y), total in zip(batches, sums):  # each batch: its real targets' sum over 2 x the fixed count
+        assert model.evaluate(x, y, verbose=0)[0] == pytest.approx(total / (2 * sum(counts) / 4), rel=1e-5)
+    x, y = batches[1]
+    partial = model.evaluate(x[:1], y[:1], verbose=0)[0]  # one sequence: its sum over 1 x the count
+    one, real = _target_losses(tiny_model, x[:1].numpy(), y[:1].numpy())
+    assert partial == pytest.approx(one[real].sum() / (sum(counts) / 4), rel=1e-5)
     mean_of_means = (sums[0] / counts[0] + sums[1] / counts[1]) / 2
     assert tiny_model.evaluate(ds, verbose=0)[0] == pytest.approx(mean_of_means, rel=1e-5)
     assert abs(mean_of_means - per_token) > 0.02  # the two weightings differ on these batches
@@ -159,11 +164,11 @@ def test_token_crossentropy_weighs_every_real_target_alike_across_batches(vocab,
 def test_token_crossentropy_round_trips_and_refuses_a_bad_scale(tmp_path, vocab):
     from keras_textgen import losses
 
-    model = ktg.build_model(vocab, units=8, targets_per_batch=123.5)
+    model = ktg.build_model(vocab, units=8, targets_per_sequence=123.5)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
-    assert isinstance(loaded.loss, losses.TokenCrossentropy) and loaded.loss.targets_per_batch == 123.5
+    assert isinstance(loaded.loss, losses.TokenCrossentropy) and loaded.loss.targets_per_sequence == 123.5
     assert isinstance(losses.next_token_loss(None), keras.losses.SparseCategoricalCrossentropy)
     for bad in (0, -1.0):
-        with pytest.raises(ValueError, match="targets_per_batch"):
+        with pytest.raises(ValueError, match="targets_per_sequence"):
             losses.TokenCrossentropy(bad)

@@ -56,8 +56,8 @@ def test_steps_per_execution_that_does_not_divide_one_pass_fails_before_writing(
 
 
 @pytest.mark.parametrize("mode", ["lines", "chunks"])
-def test_the_loss_is_scaled_by_the_mean_real_targets_of_a_training_batch(tmp_path, mode):
-    """`TokenCrossentropy`'s count: lines of n characters have n + 1 targets; chunks windows seq_len."""
+def test_the_loss_is_scaled_by_the_mean_real_targets_of_a_training_sequence(tmp_path, mode):
+    """`TokenCrossentropy`'s count per sequence: a line of n characters has n + 1 targets, a window seq_len."""
     from conftest import LINES
 
     corpus = write_lines_corpus(tmp_path)
@@ -67,11 +67,11 @@ def test_the_loss_is_scaled_by_the_mean_real_targets_of_a_training_batch(tmp_pat
     if mode == "lines":
         train_lines = sum(1 for _ in prepared.corpus.train)
         assert sum(real) == sum(len(t.decode()) + 1 for t in prepared.corpus.train.as_numpy_iterator())
-        assert prepared.targets_per_batch == pytest.approx(4 * sum(real) / train_lines)
+        assert prepared.targets_per_sequence == pytest.approx(sum(real) / train_lines)
         assert len(set(real)) > 1, "the fixture's batches must differ in targets"
         assert train_lines < len(LINES * 4)  # every 10th line is held out
     else:
-        assert prepared.targets_per_batch == 4 * 10 == max(real)
+        assert prepared.targets_per_sequence == 10 and max(real) == 4 * 10
 
 
 class _Stop(Exception):
