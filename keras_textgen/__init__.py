@@ -45,7 +45,7 @@ _EXPORTS = {
     "configure_threads": "threads",
 }
 _MODULES = {"corpus": "corpus", "errors": "errors", "sampling": "sampling", "export": "export", "lite": "lite",
-            "custom_objects": "custom_objects"}
+            "losses": "losses", "vocab": "vocab", "custom_objects": "custom_objects"}
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

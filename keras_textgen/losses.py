@@ -19,8 +19,9 @@ class TokenCrossentropy(keras.losses.Loss):
     sequences times one fixed `targets_per_sequence`, the training split's
     mean. Every target of full batches then weighs alike, and the loss Keras
     logs (its mean over batches, weighted by their sequences) is the loss per
-    token of any split whose sequences hold that mean on average: exactly so
-    in chunks mode, closely in lines mode. Padding is excluded by the
+    token of any split whose sequences hold that mean on average: in chunks
+    mode (every window but a text's last holds `seq_len` targets), and
+    closely in lines mode. Padding is excluded by the
     model's Keras mask, as with Keras's own losses.
 
     Args:
