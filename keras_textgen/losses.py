@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_textgen.config import DEFAULT_MAX_LENGTH
+
 
 @keras.saving.register_keras_serializable(package="keras_textgen")
 class TokenCrossentropy(keras.losses.Loss):
@@ -21,14 +23,14 @@ class TokenCrossentropy(keras.losses.Loss):
     logs (its mean over batches, weighted by their sequences) is the loss per
     token of any split whose sequences hold that mean on average: in chunks
     mode (every window but a text's last holds `seq_len` targets), and
-    closely in lines mode. Padding is excluded by the
-    model's Keras mask, as with Keras's own losses.
+    closely in lines mode. Padding is excluded by the model's Keras mask,
+    as with Keras's own losses.
 
     Args:
         targets_per_sequence: the training split's mean number of real
-            targets per sequence (`--seq-len` in chunks mode; the mean line
-            plus its end in lines mode). It sets the loss's scale, not its
-            minimum.
+            targets per sequence (`targets_per_sequence(counts, mode)` gives
+            it from the vocabulary's token counts). It sets the loss's
+            scale, not its minimum.
         name: the loss's name.
         dtype: the loss's dtype (Keras's default: the float type).
 
@@ -69,3 +71,27 @@ def next_token_loss(targets_per_sequence=None):
     if targets_per_sequence:
         return TokenCrossentropy(targets_per_sequence)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def targets_per_sequence(counts, mode="lines", seq_len=100, max_line_length=DEFAULT_MAX_LENGTH):
+    """A split's mean number of real targets per sequence, `TokenCrossentropy`'s count, from its token counts.
+
+    Chunks: `seq_len` per window. Lines: a line of n tokens has n + 1
+    targets (its end included), at most `max_line_length`; the mean over
+    lines, uncapped, is what the counts give (a line cut short only lowers
+    the true mean).
+
+    Args:
+        counts: a `keras_textgen.vocab.Counts` of the training texts
+            (`keras_textgen.vocab.count`), whose `total` tokens and `texts` it reads.
+        mode, seq_len, max_line_length: as for `make_dataset` (`max_length`).
+
+    Example:
+
+    >>> counts = keras_textgen.vocab.count(["ab", "abcd"])
+    >>> targets_per_sequence(counts)  # (3 + 5) / 2
+    4.0
+    """
+    if mode == "chunks":
+        return float(seq_len)
+    return min((counts.total + counts.texts) / max(counts.texts, 1), max_line_length)

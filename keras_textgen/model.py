@@ -121,9 +121,9 @@ def per_token_loss(model, dataset):
     (speaker names, say) counts as much as a batch of long ones, and the
     figure drifts from the loss per token (on Tiny Shakespeare lines: 1.91
     against 2.06 bits/char). `keras_textgen.losses.TokenCrossentropy`, the
-    loss `keras-textgen train` compiles, comes close to it (exact where
-    the sequences hold `targets_per_sequence` on average). This is exact: it sums the
-    loss over all real targets (target != pad) and divides once.
+    loss `keras-textgen train` compiles, comes close to it (exact where the
+    sequences hold `targets_per_sequence` on average). This is exact: it
+    sums the loss over all real targets (target != pad) and divides once.
 
     A compiled `keras.metrics.SparseCategoricalCrossentropy` does not do this
     either (Keras 3.15, `reduction_metrics.py`): `Mean.update_state` reduces each batch

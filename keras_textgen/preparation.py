@@ -20,6 +20,7 @@ from keras_textgen import corpus as corpus_lib
 from keras_textgen import data as data_lib
 from keras_textgen import distribute
 from keras_textgen import errors
+from keras_textgen import losses
 from keras_textgen import sizing
 from keras_textgen import tables
 from keras_textgen import vocab as vocab_lib
@@ -171,24 +172,12 @@ def prepare(config, replicas=1, workers=1, print_fn=None, strategy=None):
         train_options = tf.data.Options()
         train_options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return Prepared(corpus, vocab, train_ds.with_options(train_options), val_ds.with_options(by_data), config, tokens,
-                    pass_steps, targets_per_sequence(counts, corpus.mode, config))
+                    pass_steps, losses.targets_per_sequence(counts, corpus.mode, config.seq_len,
+                                                            config.max_line_length))
 
 
 # Validation batches of a streamed corpus when --validation-steps is not set.
 STREAMED_VALIDATION_BATCHES = 100
-
-
-def targets_per_sequence(counts, mode, config):
-    """The training split's mean number of real targets per sequence, from the vocabulary pass's counts.
-
-    Chunks: `seq_len` per window. Lines: a line of n tokens has n + 1
-    targets (its end included), at most `max_line_length`; the mean over
-    lines, uncapped, is what the counts give (a line cut short only lowers
-    the true mean). It scales `keras_textgen.losses.TokenCrossentropy`.
-    """
-    if mode == "chunks":
-        return float(config.seq_len)
-    return min((counts.total + counts.texts) / max(counts.texts, 1), config.max_line_length)
 
 
 def _batches(counts, mode, config, global_batch, drop):

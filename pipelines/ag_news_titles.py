@@ -50,7 +50,7 @@ val_ds = ktg.make_dataset(corpus.validation, vocab, mode="lines", batch_size=64,
 # Every character of every title weighs alike in the loss, whichever batch of lengths it lands in
 # (docs/training.md): its scale is the mean title's targets, its characters and its end.
 model = ktg.build_model(vocab, units=16 if args.quick else 256, layers=1,
-                        targets_per_sequence=(counts.total + counts.texts) / counts.texts)
+                        targets_per_sequence=ktg.losses.targets_per_sequence(counts, mode="lines"))
 
 model.fit(
     train_ds,

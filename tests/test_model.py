@@ -169,6 +169,10 @@ def test_token_crossentropy_round_trips_and_refuses_a_bad_scale(tmp_path, vocab)
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(loaded.loss, losses.TokenCrossentropy) and loaded.loss.targets_per_sequence == 123.5
     assert isinstance(losses.next_token_loss(None), keras.losses.SparseCategoricalCrossentropy)
+    counts = ktg.vocab.count(["ab", "abcd"])  # lines of 3 and 5 targets, their ends included
+    assert losses.targets_per_sequence(counts) == 4.0
+    assert losses.targets_per_sequence(counts, max_line_length=3) == 3
+    assert losses.targets_per_sequence(counts, mode="chunks", seq_len=50) == 50.0
     for bad in (0, -1.0):
         with pytest.raises(ValueError, match="targets_per_sequence"):
             losses.TokenCrossentropy(bad)

@@ -38,9 +38,9 @@ def overfitting_config(corpus, **overrides):
     return training.TrainConfig(**settings)
 
 
-def keras_val_loss(model, config):
-    """The validation loss `fit` reports (Keras's mean over batches, the run's loss) for `model` on `config`'s corpus."""
-    prepared = preparation.prepare(config)
+def keras_val_loss(model, prepared):
+    """The validation loss `fit` reports (Keras's mean over batches, the run's loss) for `model` on a
+    `preparation.prepare` result."""
     model.compile(loss=losses.next_token_loss(prepared.targets_per_sequence))
     return model.evaluate(prepared.val_ds, verbose=0)
 
@@ -65,8 +65,9 @@ def test_a_run_whose_validation_loss_rises_ships_its_best_evaluation(overfit_run
     assert history["stopped_by"] == "epochs" and len(val) == config.epochs
     model, _, run_config = ktg.load_model_dir(model_dir, compile=False)
     assert run_config["best"]["epoch"] == best + 1 and run_config["stopped_by"] == "epochs"
-    assert keras_val_loss(model, config) == pytest.approx(val[best], rel=1e-4)  # model.keras is the best
-    assert run_config["targets_per_sequence"] == pytest.approx(preparation.prepare(config).targets_per_sequence)
+    prepared = preparation.prepare(config)
+    assert keras_val_loss(model, prepared) == pytest.approx(val[best], rel=1e-4)  # model.keras is the best
+    assert run_config["targets_per_sequence"] == pytest.approx(prepared.targets_per_sequence)
     best_file = keras.saving.load_model(model_dir / artifacts.CHECKPOINT_DIR / "best.keras", compile=False)
     for got, want in zip(model.get_weights(), best_file.get_weights()):
         np.testing.assert_array_equal(got, want)
