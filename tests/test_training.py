@@ -8,7 +8,7 @@ import pytest
 
 import keras_textgen as ktg
 from keras_textgen import artifacts, backup, errors, preparation, steps, training
-from conftest import train_tiny_model_dir, write_lines_corpus
+from conftest import LINES, train_tiny_model_dir, write_lines_corpus
 
 
 @pytest.mark.parametrize("epoch_steps, validation_steps, expected", [
@@ -58,8 +58,6 @@ def test_steps_per_execution_that_does_not_divide_one_pass_fails_before_writing(
 @pytest.mark.parametrize("mode", ["lines", "chunks"])
 def test_the_loss_is_scaled_by_the_mean_real_targets_of_a_training_sequence(tmp_path, mode):
     """`TokenCrossentropy`'s count per sequence: a line of n characters has n + 1 targets, a window seq_len."""
-    from conftest import LINES
-
     corpus = write_lines_corpus(tmp_path)
     config = training.TrainConfig(corpus=str(corpus), mode=mode, batch_size=4, seq_len=10, units=8, seed=0)
     prepared = preparation.prepare(config)
