@@ -22,7 +22,7 @@ class Row(typing.NamedTuple):
     dropout: float
     batch_size: int
     learning_rate: float  # the peak of the warm-up + cosine schedule
-    recurrent_dropout: float  # for a run with no time budget only (see below)
+    recurrent_dropout: float  # for a budget of RECURRENT_DROPOUT_BUDGET_PER_TOKEN or more only
     budget_units: int  # the width under a budget shorter than WIDE_BUDGET
     budget_batch_size: int  # the batch size under a budget shorter than WIDE_BUDGET
 
@@ -32,7 +32,7 @@ class Row(typing.NamedTuple):
 # from ~300k a wide LSTM with heavy dropout and a higher peak rate, given the steps to use its width (it trades
 # steps for capacity). The last row is not measured here.
 CHAR_RULE = (
-    Row(200_000, units=128, layers=1, dropout=0.2, batch_size=32, learning_rate=5e-3, recurrent_dropout=0.0,
+    Row(200_000, units=128, layers=1, dropout=0.2, batch_size=32, learning_rate=5e-3, recurrent_dropout=0.25,
         budget_units=128, budget_batch_size=32),
     Row(3_000_000, units=512, layers=1, dropout=0.5, batch_size=32, learning_rate=1e-2, recurrent_dropout=0.25,
         budget_units=256, budget_batch_size=16),
@@ -59,12 +59,14 @@ WIDE_BUDGET = 600
 # a minute a wide LSTM takes too few steps to pass it (bench/HISTORY.md: 300k characters, 1 minute: LSTM 128
 # 2.59-2.65 bits/char against LSTM 512 2.94-2.96; 2 minutes: LSTM 512 ahead, 2.30 against 2.39).
 SHORT_BUDGET = 120
-# A run with no time budget (bounded by its epochs and the early stop) also gets its row's recurrent dropout
-# (Keras's variational dropout of the state entering each gate). It trades the first part of a run for the end:
-# on the 300k own corpus, LSTM 512 at equal steps was behind for the first half of a run and ahead once the
-# model without it began to memorise (bench/HISTORY.md). How many epochs a budget holds depends on the CPU, so a
-# budgeted run goes without it: 10 minutes of Tiny Shakespeare on a slow 2-core host (about 3 epochs) ended
-# 0.08 nats/char behind the same budget without it.
+# A run whose budget holds many passes over the corpus (at least this many seconds per training token, or no
+# budget at all) also gets its row's recurrent dropout (Keras's variational dropout of the state entering each
+# gate). It trades the first part of a run for the end: it holds off the memorising, so it pays only where a
+# run lasts long enough to memorise. Budget per token stands in for the epochs a run will get, which the rule
+# cannot know before it runs. On the 300k own corpus at 10 minutes (2.3 ms per token, about 23 epochs of
+# LSTM 512) it gained 0.06 bits/char; at 5 minutes (1.2 ms) it was level; on Tiny Shakespeare at 10 minutes
+# (0.6 ms, 3-4 epochs on a slow host) it lost 0.08 nats/char (bench/HISTORY.md).
+RECURRENT_DROPOUT_BUDGET_PER_TOKEN = 2e-3
 # AdamW's decoupled decay, on kernels and embeddings, not biases. Keras decays by lr * wd per step: 0.01 at
 # a 5e-3 peak is nanoGPT's 0.1 at 6e-4 per step; 0.1 here held the weights back (docs/training.md).
 WEIGHT_DECAY = 0.01
@@ -110,8 +112,9 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
         vocab_size: ids in the vocabulary, if known: a wide one gets an embedding.
         time_budget: the run's training budget in seconds, or `None` for none:
             under `SHORT_BUDGET` the rule's narrowest row is used, under
-            `WIDE_BUDGET` the row's budget width and batch; with none, the row's
-            recurrent dropout is added.
+            `WIDE_BUDGET` the row's budget width and batch; from
+            `RECURRENT_DROPOUT_BUDGET_PER_TOKEN` seconds per token, or with none,
+            the row's recurrent dropout is added.
 
     Returns:
         A `Choice`.
@@ -122,6 +125,8 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
     Choice(units=256, layers=1, dropout=0.5, batch_size=16, recurrent_dropout=0.0, weight_decay=0.01, ...)
     >>> choose(276_494, time_budget=None).units
     512
+    >>> choose(276_494, time_budget=600).recurrent_dropout  # 2.2 ms per token: many epochs
+    0.25
     """
     rule = WORD_RULE if level == "word" else CHAR_RULE
     short = time_budget is not None and time_budget < SHORT_BUDGET
@@ -129,9 +134,10 @@ def choose(tokens, level="char", vocab_size=None, time_budget=None):
     narrow = time_budget is not None and time_budget < WIDE_BUDGET
     units, batch_size = (row.budget_units, row.budget_batch_size) if narrow else (row.units, row.batch_size)
     min_frequency, max_tokens = vocabulary_settings(tokens, level)
+    long = time_budget is None or time_budget >= tokens * RECURRENT_DROPOUT_BUDGET_PER_TOKEN
     wide = level == "word" or (vocab_size is not None and vocab_size > EMBEDDING_ABOVE)
     return Choice(units=units, layers=row.layers, dropout=row.dropout, batch_size=batch_size,
                   learning_rate=row.learning_rate,
-                  recurrent_dropout=row.recurrent_dropout if time_budget is None else 0.0,
+                  recurrent_dropout=row.recurrent_dropout if long else 0.0,
                   embedding_dim=WORD_EMBEDDING_DIM if wide else None,
                   min_frequency=min_frequency, max_tokens=max_tokens)

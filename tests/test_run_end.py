@@ -229,14 +229,21 @@ def test_the_size_rule_regularises_small_corpora_and_widens_for_large_ones():
     short = sizing.choose(300_000, time_budget=sizing.SHORT_BUDGET - 1)
     assert (short.units, short.dropout) == (choices[0].units, choices[0].dropout) and short.units < choices[2].units
     assert sizing.choose(300_000, time_budget=None) == choices[2]
-    # Recurrent dropout only for runs with no time budget, of the rows that have it.
-    assert choices[2].recurrent_dropout > 0 and choices[0].recurrent_dropout == choices[-1].recurrent_dropout == 0
+    # Recurrent dropout, for the rows that have it, with no budget or one that holds many passes over the corpus.
+    assert choices[0].recurrent_dropout > 0 and choices[2].recurrent_dropout > 0 and choices[-1].recurrent_dropout == 0
+    per_token = sizing.RECURRENT_DROPOUT_BUDGET_PER_TOKEN
+    assert sizing.choose(100_000, time_budget=300).recurrent_dropout == choices[0].recurrent_dropout  # small: many epochs
+    assert short.recurrent_dropout == 0  # the narrowest row's model, but a large corpus: few epochs
+    for tokens in (300_000, 1_000_000):
+        assert sizing.choose(tokens, time_budget=tokens * per_token).recurrent_dropout == choices[2].recurrent_dropout
+        assert sizing.choose(tokens, time_budget=tokens * per_token - 1).recurrent_dropout == 0
+    assert sizing.choose(1_000_000, time_budget=900).recurrent_dropout == 0  # Tiny Shakespeare at 15 minutes
     # The full width and batch from WIDE_BUDGET on (or with no budget); below it, the row's budget width and batch.
     row = sizing.CHAR_RULE[1]
     assert row.budget_units < choices[2].units and row.budget_batch_size < choices[2].batch_size
     for budget in (sizing.SHORT_BUDGET, sizing.WIDE_BUDGET - 1, sizing.WIDE_BUDGET, 3600):
         budgeted = sizing.choose(300_000, time_budget=budget)
-        assert budgeted.recurrent_dropout == 0
+        assert budgeted.recurrent_dropout == (row.recurrent_dropout if budget >= 300_000 * per_token else 0)
         wide = budget >= sizing.WIDE_BUDGET
         assert budgeted.units == (choices[2].units if wide else row.budget_units)
         assert budgeted.batch_size == (choices[2].batch_size if wide else row.budget_batch_size)
@@ -261,8 +268,10 @@ def test_train_prints_the_choice_it_made(tmp_path, text_file):
     run_config = json.loads((tmp_path / "m" / artifacts.CONFIG_FILE).read_text())
     choice = sizing.choose(run_config["train_tokens"])
     line = next(p for p in printed if "corpus of" in p)
+    recurrent = f"recurrent dropout {choice.recurrent_dropout:g}, " if choice.recurrent_dropout else ""
     assert f"corpus of {run_config['train_tokens']:,} chars -> LSTM {choice.units}, dropout {choice.dropout:g}, " \
-           f"AdamW wd {choice.weight_decay:g}, batch {choice.batch_size}" in line
+           f"{recurrent}AdamW wd {choice.weight_decay:g}, batch {choice.batch_size}" in line
+    assert (run_config["recurrent_dropout"] > 0) == (choice.recurrent_dropout > 0)
     assert (run_config["units"], run_config["batch_size"]) == (choice.units, choice.batch_size)
 
 
