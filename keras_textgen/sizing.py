@@ -30,7 +30,8 @@ class Row(typing.NamedTuple):
 # Character models, smallest first. Measured (bench/sizing.py, bench/HISTORY.md, docs/training.md) on 30k-1M
 # characters: below ~200k a narrow LSTM that takes more steps in the budget beats a wider, more regularised one;
 # from ~300k a wide LSTM with heavy dropout and a higher peak rate, given the steps to use its width (it trades
-# steps for capacity). The last row is not measured here.
+# steps for capacity). Both add recurrent dropout to runs long for their corpus (below). The last row is not
+# measured here.
 CHAR_RULE = (
     Row(200_000, units=128, layers=1, dropout=0.2, batch_size=32, learning_rate=5e-3, recurrent_dropout=0.25,
         budget_units=128, budget_batch_size=32),

@@ -34,7 +34,7 @@ EPOCHS, STEPS, PER_REPLICA = 3, 6, 4
 COMMON = ["--mode", "chunks", "--seq-len", "16", "--units", "8", "--layers", "1", "--epochs", str(EPOCHS),
           "--steps-per-epoch", str(STEPS), "--validation-steps", "1", "--seed", "3", "--backup-every", "2",
           "--no-samples", "--no-generator", "--time-budget", "none",
-          "--dropout", "0"]  # dropout masks differ between one device and replicas by construction
+          "--dropout", "0", "--recurrent-dropout", "0"]  # masks differ between one device and replicas by construction
 # The mirrored run also prints samples (the sampler under a strategy); the other runs go without (its tracing is
 # a quarter of a tiny run), and the multi-worker run must still end on the mirrored child's one-device weights.
 WITH_SAMPLES = [a for a in COMMON if a != "--no-samples"] + ["--sample-prompt", "a"]
@@ -82,7 +82,8 @@ MIRRORED = textwrap.dedent("""
                                   epochs=ns.epochs, steps_per_epoch=ns.steps_per_epoch,
                                   validation_steps=ns.validation_steps, seed=ns.seed, batch_size=ns.batch_size,
                                   backup_every=ns.backup_every, sample_prompts=tuple(ns.sample_prompts),
-                                  time_budget=ns.time_budget, dropout=ns.dropout, keep_generator=not ns.no_generator)
+                                  time_budget=ns.time_budget, dropout=ns.dropout, recurrent_dropout=ns.recurrent_dropout,
+                                  keep_generator=not ns.no_generator)
     training.train(config, out + "/single", print_fn=lambda *_: None, verbose=0)
     print(json.dumps({"devices": [d.name for d in tf.config.list_logical_devices("CPU")]}))
 """)
