@@ -22,7 +22,7 @@ class Row(typing.NamedTuple):
     dropout: float
     batch_size: int
     learning_rate: float  # the peak of the warm-up + cosine schedule
-    recurrent_dropout: float  # for a budget of RECURRENT_DROPOUT_BUDGET_PER_TOKEN or more only
+    recurrent_dropout: float  # for runs long for their corpus only (RECURRENT_DROPOUT_BUDGET_PER_TOKEN)
     budget_units: int  # the width under a budget shorter than WIDE_BUDGET
     budget_batch_size: int  # the batch size under a budget shorter than WIDE_BUDGET
 
@@ -63,10 +63,9 @@ SHORT_BUDGET = 120
 # A run whose budget holds many passes over the corpus (at least this many seconds per training token, or no
 # budget at all) also gets its row's recurrent dropout (Keras's variational dropout of the state entering each
 # gate). It trades the first part of a run for the end: it holds off the memorising, so it pays only where a
-# run lasts long enough to memorise. Budget per token stands in for the epochs a run will get, which the rule
-# cannot know before it runs. On the 300k own corpus at 10 minutes (2.3 ms per token, about 23 epochs of
-# LSTM 512) it gained 0.06 bits/char; at 5 minutes (1.2 ms) it was level; on Tiny Shakespeare at 10 minutes
-# (0.6 ms, 3-4 epochs on a slow host) it lost 0.08 nats/char (bench/HISTORY.md).
+# run lasts long enough to memorise; with too few passes it only slows the learning. Budget per token stands
+# in for the epochs a run will get, which the rule cannot know before it runs (the measurements on both sides
+# of the threshold: docs/training.md, "Recurrent dropout for long runs").
 RECURRENT_DROPOUT_BUDGET_PER_TOKEN = 2e-3
 # AdamW's decoupled decay, on kernels and embeddings, not biases. Keras decays by lr * wd per step: 0.01 at
 # a 5e-3 peak is nanoGPT's 0.1 at 6e-4 per step; 0.1 here held the weights back (docs/training.md).

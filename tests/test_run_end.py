@@ -257,6 +257,12 @@ def test_given_settings_override_the_rule():
     assert (filled.units, filled.dropout) == (32, 0.0)
     assert (filled.batch_size, filled.weight_decay, filled.layers) == (choice.batch_size, choice.weight_decay,
                                                                        choice.layers)
+    # The run's budget reaches the rule: a small corpus gets recurrent dropout in 5 minutes, a large one not.
+    budgeted = training.TrainConfig(time_budget=300)
+    assert preparation.fill_from_corpus(budgeted, 50_000)[0].recurrent_dropout > 0
+    assert preparation.fill_from_corpus(budgeted, 1_000_000)[0].recurrent_dropout == 0
+    assert preparation.fill_from_corpus(dataclasses.replace(budgeted, recurrent_dropout=0.0),
+                                        50_000)[0].recurrent_dropout == 0.0  # the flag overrides it
 
 
 @pytest.mark.slow
